@@ -8,7 +8,8 @@
      │    ├── AlreadyExists         a uniqueness constraint would be violated
      │    └── NotFound              no row matches
      ├── ResultsError               the results store (MongoDB / embedded)
-     │    ├── ForbiddenQueryError   a filter uses an operator outside the safe language
+     │    ├── QueryError            a filter, sort or field is malformed
+     │    │    └── ForbiddenQueryError   an operator outside the safe filter language
      │    ├── ResultNotFound        no document matches a reference
      │    └── ResultEncodingError   a value cannot be stored without pickle
      ├── FilesError                 files and filesystems
@@ -67,7 +68,11 @@ class ResultsError(LumeError):
     """A results-store operation failed."""
 
 
-class ForbiddenQueryError(ResultsError, ValueError):
+class QueryError(ResultsError, ValueError):
+    """A filter, sort specification or field name is malformed."""
+
+
+class ForbiddenQueryError(QueryError):
     """A filter uses ``operator``, which the safe filter language does not allow."""
 
     def __init__(self, operator: str, reason: str) -> None:
@@ -107,6 +112,7 @@ __all__ = [
     "ForbiddenQueryError",
     "LumeError",
     "NotFound",
+    "QueryError",
     "RegistryError",
     "ResultEncodingError",
     "ResultNotFound",
