@@ -28,9 +28,18 @@ def env_name(*parts: str) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(part.upper() for part in parts)
 
 
+# load_settings(environ=...) reads a given mapping instead of os.environ, without touching the process env.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("lume_settings_environ", default=None)
+
+
+def _environ() -> Mapping[str, str]:
+    environ = _ENVIRON.get()
+    return os.environ if environ is None else environ
+
+
 def default_home() -> Path:
     """Where the embedded mode keeps its data when ``LUME_HOME`` is not set (XDG data directory)."""
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    data_home = _environ().get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "lume"
 
 
@@ -184,15 +193,10 @@ class MountedFilesystemSettings(_Group):
         return Path(self.mount_alias or self.mount_path)
 
 
-# load_settings(environ=...) reads a given mapping instead of os.environ, without touching the process env.
-_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("lume_settings_environ", default=None)
-
-
 class _EnvironSource(EnvSettingsSource):
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        environ = _ENVIRON.get()
         return parse_env_vars(
-            os.environ if environ is None else environ,
+            _environ(),
             self.case_sensitive,
             self.env_ignore_empty,
             self.env_parse_none_str,
@@ -280,9 +284,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> LumeSettings:
     """
     token = _ENVIRON.set(environ)
     try:
-        raw = _EnvironSource(LumeSettings)()
+        return _load_settings()
     finally:
         _ENVIRON.reset(token)
+
+
+def _load_settings() -> LumeSettings:
+    raw = _EnvironSource(LumeSettings)()
     # Each group is checked on its own so that one malformed group does not hide the faults of another.
     problems: list[Problem] = []
     checked: dict[str, Any] = {}
@@ -303,12 +311,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> LumeSettings:
             problems.extend(p for p in partial.problems() if p[0] not in {name for name, _ in problems})
             continue
         problems.extend(checked[field].problems())
+    home = raw.get("home") or default_home()
+    # Build from the checked values only: with an empty environment the sources add nothing unchecked.
+    token = _ENVIRON.set({})
     try:
-        settings = LumeSettings(**checked) if "home" not in raw else LumeSettings(home=raw["home"], **checked)
+        settings = LumeSettings(home=home, **checked)
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, prefix=()))
     else:
         problems = settings.problems_of_home() + problems
+    finally:
+        _ENVIRON.reset(token)
     if problems:
         raise ConfigurationError(_describe(problems), [name for name, _ in problems])
     return settings
