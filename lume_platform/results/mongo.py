@@ -1,0 +1,126 @@
+"""The MongoDB backend of the results store (any MongoDB wire-protocol server, FerretDB included)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, DuplicateKeyError, InvalidURI, PyMongoError
+from pymongo.errors import ConfigurationError as MongoConfigurationError
+
+from lume_platform.errors import ConfigurationError, ResultsError
+from lume_platform.results.filters import AllOf, to_mongo
+from lume_platform.results.models import Result, ResultRef
+from lume_platform.results.store import ResultsStore, from_document, redact_url, ref_of, to_document
+
+DEFAULT_DATABASE = "lume"
+DEFAULT_COLLECTION = "results"
+_DUPLICATE_KEY = 11000
+_REF_FIELDS = {"_id": 0, "unique_hash": 1, "flow_name": 1, "result_type": 1}
+
+
+class MongoResultsStore(ResultsStore):
+    """Results in one MongoDB collection, deduplicated by a unique index on ``unique_hash``.
+
+    The indexes (unique ``unique_hash``; ``flow_name`` + ``created`` and ``created`` for the dashboard's
+    by-flow and by-time reads) are created when the store connects, idempotently.
+    """
+
+    def __init__(self, url: str, database: str | None = None, *, collection: str = DEFAULT_COLLECTION,
+                 timeout_seconds: float = 10.0) -> None:
+        self.url = redact_url(url)
+        timeout_ms = int(timeout_seconds * 1000)
+        try:
+            self._client: MongoClient[dict[str, Any]] = MongoClient(
+                url, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+                appname="lume-platform",
+            )
+        except (InvalidURI, MongoConfigurationError, ValueError, TypeError) as error:
+            raise ConfigurationError(f"invalid MongoDB URL {self.url}: {error}") from error
+        default_database = self._client.get_default_database(DEFAULT_DATABASE).name
+        self.database = database or default_database
+        self._collection: Collection[dict[str, Any]] = self._client[self.database][collection]
+        with self._translating(f"prepare the indexes of {self.database}.{collection}"):
+            self._collection.create_index([("unique_hash", ASCENDING)], unique=True, name="unique_hash")
+            self._collection.create_index([("flow_name", ASCENDING), ("created", DESCENDING)],
+                                          name="flow_name_created")
+            self._collection.create_index([("created", DESCENDING)], name="created")
+
+    @contextmanager
+    def _translating(self, action: str) -> Iterator[None]:
+        """Turn driver errors into ResultsError naming the action and the (password-free) server."""
+        try:
+            yield
+        except PyMongoError as error:
+            raise ResultsError(f"could not {action} on MongoDB {self.url}: {error}") from error
+
+    def _existing_refs(self, unique_hashes: list[str]) -> dict[str, ResultRef]:
+        cursor = self._collection.find({"unique_hash": {"$in": unique_hashes}}, _REF_FIELDS)
+        return {document["unique_hash"]: ref_of(document) for document in cursor}
+
+    def insert(self, result: Result) -> ResultRef:
+        document = to_document(result)
+        with self._translating("insert a result"):
+            try:
+                # One round trip: the unique index, not a prior look-up, decides whether it is new.
+                self._collection.insert_one(document)
+            except DuplicateKeyError:
+                existing = self._existing_refs([document["unique_hash"]])
+                if document["unique_hash"] not in existing:
+                    raise ResultsError(
+                        f"result {document['unique_hash']} was reported as a duplicate but is not stored"
+                    ) from None
+                return existing[document["unique_hash"]]
+        return ref_of(document)
+
+    def insert_many(self, results: Iterable[Result]) -> list[ResultRef]:
+        documents = [to_document(result) for result in results]
+        # Equal results within one batch are stored once.
+        first_by_hash: dict[str, dict[str, Any]] = {}
+        for document in documents:
+            first_by_hash.setdefault(document["unique_hash"], document)
+        new_documents = list(first_by_hash.values())
+        refs = {h: ref_of(d) for h, d in first_by_hash.items()}
+        if not new_documents:
+            return []
+        with self._translating("insert results"):
+            try:
+                self._collection.insert_many(new_documents, ordered=False)
+            except BulkWriteError as error:
+                write_errors = error.details.get("writeErrors", [])
+                others = [e for e in write_errors if e.get("code") != _DUPLICATE_KEY]
+                if others or error.details.get("writeConcernErrors"):
+                    raise ResultsError(f"could not insert results on MongoDB {self.url}: "
+                                       f"{(others or error.details['writeConcernErrors'])[0]}") from error
+                duplicates = [new_documents[e["index"]]["unique_hash"] for e in write_errors]
+                refs.update(self._existing_refs(duplicates))
+        return [refs[document["unique_hash"]] for document in documents]
+
+    def _find(self, tree: AllOf, sort: list[tuple[str, int]], limit: int | None, skip: int) -> list[Result]:
+        with self._translating("find results"):
+            # `_id` last: equal sort keys come back in insertion order, as on the embedded backend.
+            cursor = self._collection.find(to_mongo(tree), {"_id": 0}, sort=[*sort, ("_id", ASCENDING)],
+                                           skip=skip, limit=limit or 0)
+            return [from_document(document) for document in cursor]
+
+    def _count(self, tree: AllOf) -> int:
+        with self._translating("count results"):
+            return self._collection.count_documents(to_mongo(tree))
+
+    def _distinct(self, field: str, tree: AllOf) -> list[Any]:
+        with self._translating(f"list the distinct values of {field}"):
+            return self._collection.distinct(field, to_mongo(tree))
+
+    def delete_database(self) -> None:
+        """Drop the whole database this store uses (for tests and benchmarks)."""
+        with self._translating(f"drop database {self.database}"):
+            self._client.drop_database(self.database)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"MongoResultsStore({self.url!r}, {self.database!r})"
