@@ -5,6 +5,7 @@
     LumeError
      ├── ConfigurationError         the service environment is missing or malformed
      ├── RegistryError              the model registry (MySQL / SQLite)
+     │    ├── InvalidRecordError    a value is malformed (too long, empty, unknown field…)
      │    ├── AlreadyExists         a uniqueness constraint would be violated
      │    └── NotFound              no row matches
      ├── ResultsError               the results store (MongoDB / embedded)
@@ -22,8 +23,14 @@ Callers catch ``LumeError`` for "any platform failure" and the leaves for a spec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for error messages and logs."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 class LumeError(Exception):
@@ -40,6 +47,10 @@ class ConfigurationError(LumeError, ValueError):
 
 class RegistryError(LumeError):
     """A model-registry operation failed."""
+
+
+class InvalidRecordError(RegistryError, ValueError):
+    """A value given to the registry is malformed (too long, empty, unknown field…)."""
 
 
 def _describe_key(key: Mapping[str, Any]) -> str:
@@ -110,6 +121,7 @@ __all__ = [
     "FilesError",
     "FlowOfFlowsError",
     "ForbiddenQueryError",
+    "InvalidRecordError",
     "LumeError",
     "NotFound",
     "QueryError",
@@ -119,4 +131,5 @@ __all__ = [
     "ResultsError",
     "UnknownFilesystemError",
     "UnsafePathError",
+    "redact_url",
 ]

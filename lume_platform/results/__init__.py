@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lume_platform.errors import ConfigurationError
+from lume_platform.errors import ConfigurationError, redact_url
 from lume_platform.results.embedded import EmbeddedResultsStore
 from lume_platform.results.encoding import decode_value, encode_value
 from lume_platform.results.filters import parse_filter
 from lume_platform.results.models import Result, ResultRef, compute_unique_hash
 from lume_platform.results.mongo import MongoResultsStore
-from lume_platform.results.store import ResultsStore, as_ref, redact_url
+from lume_platform.results.store import ResultsStore, as_ref
 
 _EMBEDDED_SCHEMES = ("sqlite:///", "file://")
 

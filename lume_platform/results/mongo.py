@@ -11,10 +11,10 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, InvalidURI, PyMongoError
 from pymongo.errors import ConfigurationError as MongoConfigurationError
 
-from lume_platform.errors import ConfigurationError, ResultsError
+from lume_platform.errors import ConfigurationError, ResultsError, redact_url
 from lume_platform.results.filters import AllOf, to_mongo
 from lume_platform.results.models import Result, ResultRef
-from lume_platform.results.store import ResultsStore, from_document, redact_url, ref_of, to_document
+from lume_platform.results.store import ResultsStore, from_document, ref_of, to_document
 
 DEFAULT_DATABASE = "lume"
 DEFAULT_COLLECTION = "results"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -24,11 +23,6 @@ from lume_platform.results.filters import (
 from lume_platform.results.models import Result, ResultRef, compute_unique_hash
 
 RefLike = ResultRef | Result | Mapping[str, Any] | str
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced, for messages and logs."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 def as_ref(ref: RefLike) -> ResultRef:

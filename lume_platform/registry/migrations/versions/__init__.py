@@ -1,0 +1,1 @@
+"""Migration scripts of the model registry, oldest first by revision chain."""
