@@ -9,17 +9,24 @@ import logging
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lume_platform.files import Filesystem, LocalFilesystem
 from lume_platform.graph.errors import CorruptEntryError, GraphError
+
+if TYPE_CHECKING:
+    from lume_platform.results import ResultsStore
+    from lume_platform.services import Services
 
 logger = logging.getLogger(__name__)
 
 _MAGIC = b"LUME-GRAPH-ENTRY 1\n"
 SERIALIZER = "pickle"
+# result_type of index documents in the results store.
+ENTRY_RESULT_TYPE = "graph_cache_entry"
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,68 @@ class CacheIndex(Protocol):
         """Entries of a workflow and/or node, newest first."""
 
 
+class ResultsStoreIndex:
+    """The cache index kept in the platform's results store, one ``graph_cache_entry`` result per entry.
+
+    Query it like any result: ``store.find({"result_type": "graph_cache_entry", "inputs.node": "s1"})``;
+    ``flow_name`` is the workflow's name, ``inputs`` hold node, key and function, ``outputs`` the file.
+    """
+
+    def __init__(self, store: ResultsStore | Callable[[], ResultsStore]) -> None:
+        # A callable defers connecting until the first record: graphs that never store need no database.
+        self._store = store
+
+    @property
+    def store(self) -> ResultsStore:
+        """The results store (connected on first use when given as a callable)."""
+        return self._store() if callable(self._store) else self._store
+
+    def record(self, entry: EntryInfo) -> None:
+        from lume_platform.results import Result
+
+        self.store.insert(
+            Result(
+                flow_name=entry.workflow,
+                flow_run_id=entry.flow_run_id,
+                inputs={"node": entry.node, "cache_key": entry.key, "function": entry.function},
+                outputs={
+                    "path": entry.path,
+                    "sha256": entry.sha256,
+                    "size": entry.size,
+                    "serializer": entry.serializer,
+                },
+                tags=["lume-graph", f"node:{entry.node}"],
+                created=dt.datetime.fromisoformat(entry.created),
+                result_type=ENTRY_RESULT_TYPE,
+            )
+        )
+
+    def find(self, workflow: str | None = None, node: str | None = None) -> list[EntryInfo]:
+        query: dict[str, Any] = {"result_type": ENTRY_RESULT_TYPE}
+        if workflow is not None:
+            query["flow_name"] = workflow
+        if node is not None:
+            query["inputs.node"] = node
+        return [
+            EntryInfo(
+                key=result.inputs["cache_key"],
+                node=result.inputs["node"],
+                workflow=result.flow_name,
+                function=result.inputs["function"],
+                path=result.outputs["path"],
+                sha256=result.outputs["sha256"],
+                size=result.outputs["size"],
+                serializer=result.outputs["serializer"],
+                created=result.created.isoformat(),
+                flow_run_id=result.flow_run_id,
+            )
+            for result in self.store.find(query, sort="-created")
+        ]
+
+    def __repr__(self) -> str:
+        return f"ResultsStoreIndex({self._store!r})"
+
+
 class GraphStorage:
     """Node results keyed by content, each saved as soon as its node finishes.
 
@@ -65,11 +134,34 @@ class GraphStorage:
     ) -> None:
         if isinstance(filesystem, (str, os.PathLike)):
             filesystem = LocalFilesystem(Path(filesystem).expanduser())
+        if not isinstance(filesystem, Filesystem):
+            raise GraphError(
+                f"graph storage needs a directory or a lume_platform.files Filesystem, not {filesystem!r}"
+            )
         self.filesystem = filesystem
         self.prefix = prefix.strip("/")
         self.index = index
         # The embedded index backend is SQLite: serialise records from the task threads.
         self._index_lock = threading.Lock()
+
+    @classmethod
+    def from_services(
+        cls, filesystem: str | None = None, *, prefix: str = "graph-cache", services: Services | None = None
+    ) -> GraphStorage:
+        """Storage on a filesystem of ``configure_services()``, indexed in its results store.
+
+        ``filesystem`` defaults to the mounted (shared) filesystem when one is configured, so that every
+        flow-run pod of a cluster shares the cache, and to ``local`` otherwise.
+        """
+        if services is None:
+            from lume_platform.services import configure_services
+
+            services = configure_services()
+        if filesystem is None:
+            mounted = services.settings.mounted_filesystem
+            filesystem = mounted.identifier if mounted is not None else "local"
+        chosen = services.filesystem(filesystem)
+        return cls(chosen, prefix=prefix, index=ResultsStoreIndex(lambda: services.results_store))
 
     def location(self, key: str) -> str:
         """Filename of a key's entry in the filesystem; a two-character fan-out keeps directories small."""
@@ -161,4 +253,11 @@ def entry_as_dict(entry: EntryInfo) -> dict[str, Any]:
     return asdict(entry)
 
 
-__all__ = ["CacheIndex", "EntryInfo", "GraphStorage", "entry_as_dict"]
+__all__ = [
+    "ENTRY_RESULT_TYPE",
+    "CacheIndex",
+    "EntryInfo",
+    "GraphStorage",
+    "ResultsStoreIndex",
+    "entry_as_dict",
+]
