@@ -54,12 +54,11 @@ def _encode_array(array: np.ndarray) -> dict[str, Any]:
         # An object array can only round-trip through pickle; its elements can go in a list instead.
         raise _Unencodable("numpy arrays of dtype object cannot be stored without pickle; "
                            "convert to a list or a numeric/string dtype")
-    contiguous = np.ascontiguousarray(array)
     return {
         TYPE_TAG: "ndarray",
-        "dtype": contiguous.dtype.str,
-        "shape": list(contiguous.shape),
-        "data": base64.b64encode(contiguous.tobytes()).decode("ascii"),
+        "dtype": array.dtype.str,
+        "shape": list(array.shape),
+        "data": base64.b64encode(array.tobytes(order="C")).decode("ascii"),
     }
 
 
@@ -73,7 +72,7 @@ def _encode_series_values(series: Any) -> dict[str, Any]:
 def _encode_index(index: Any) -> dict[str, Any]:
     if index.nlevels > 1:
         raise _Unencodable("a MultiIndex cannot be stored; call reset_index() first")
-    return _encode_series_values(index.to_series())
+    return {**_encode_series_values(index.to_series()), "name": _encode(index.name)}
 
 
 def _encode_pandas(value: Any, pandas: Any) -> dict[str, Any]:
@@ -186,7 +185,8 @@ def _require_pandas(tag: str) -> Any:
 
 
 def _decode_index(encoded: Mapping[str, Any], pandas: Any) -> Any:
-    return pandas.Index(_decode_series_values(encoded), dtype=encoded["dtype"])
+    return pandas.Index(_decode_series_values(encoded), dtype=encoded["dtype"],
+                        name=decode_value(encoded.get("name")))
 
 
 def _decode_tagged(encoded: Mapping[str, Any]) -> Any:
