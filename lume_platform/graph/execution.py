@@ -193,6 +193,10 @@ class CompiledGraph:
             keys[id(entry.node)] = digest(structure)
         return keys
 
+    def by_name(self, per_node: dict[int, str]) -> dict[str, str]:
+        """A per-node mapping (keys, plan) keyed by node name instead of node identity."""
+        return {self.names[node_id]: value for node_id, value in per_node.items()}
+
     def plan(self, keys: dict[int, str]) -> dict[int, str]:
         """``load`` or ``compute`` for each node the outputs need; ancestors of stored nodes are skipped."""
         needed = {id(output.base) for output in self.outputs}

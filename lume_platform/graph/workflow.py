@@ -170,11 +170,9 @@ class Workflow:
             + [self.edges()]
         )[:16]
 
-    def generate_flow(self) -> Flow[..., Any]:
-        """A Prefect flow whose parameters are the graph's inputs; it can run many times and be deployed."""
-        if self._flow is not None:
-            return self._flow
-        compiled = CompiledGraph(
+    def compile(self) -> CompiledGraph:
+        """The run plan of the current graph and options (what a generated flow executes)."""
+        return CompiledGraph(
             workflow_name=self.name,
             nodes=[
                 CompiledNode(
@@ -189,6 +187,12 @@ class Workflow:
             outputs=self.outputs,
             storage=self._storage,
         )
+
+    def generate_flow(self) -> Flow[..., Any]:
+        """A Prefect flow whose parameters are the graph's inputs; it can run many times and be deployed."""
+        if self._flow is not None:
+            return self._flow
+        compiled = self.compile()
         body = compiled.flow_function(self.inputs)
         options: dict[str, Any] = {
             "name": self.name,
