@@ -1,3 +1,76 @@
 """LUME platform: the library that flows, the operator and the CLI share."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lume_platform.errors import ConfigurationError, LumeError, UnsafePathError
+from lume_platform.files import (
+    File,
+    HDF5File,
+    ImageFile,
+    JSONFile,
+    NumpyFile,
+    TextFile,
+    YAMLFile,
+    file_from_representation,
+)
+from lume_platform.services import Services, configure_services, reset_services
+from lume_platform.settings import LumeSettings, load_settings
+
+if TYPE_CHECKING:
+    from lume_platform.tasks import (
+        configure_services_task,
+        load_db_result,
+        load_file,
+        read_task_result,
+        save_db_result,
+        save_file,
+    )
+
 __version__ = "0.1.0"
+
+# Names that import Prefect are loaded on first use, so that `import lume_platform` stays cheap
+# for the operator and the CLI.
+_LAZY = {
+    "configure_services_task": "lume_platform.tasks",
+    "load_db_result": "lume_platform.tasks",
+    "load_file": "lume_platform.tasks",
+    "read_task_result": "lume_platform.tasks",
+    "save_db_result": "lume_platform.tasks",
+    "save_file": "lume_platform.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lume_platform' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "ConfigurationError",
+    "File",
+    "HDF5File",
+    "ImageFile",
+    "JSONFile",
+    "LumeError",
+    "LumeSettings",
+    "NumpyFile",
+    "Services",
+    "TextFile",
+    "UnsafePathError",
+    "YAMLFile",
+    "configure_services",
+    "configure_services_task",
+    "file_from_representation",
+    "load_db_result",
+    "load_file",
+    "load_settings",
+    "read_task_result",
+    "reset_services",
+    "save_db_result",
+    "save_file",
+]
