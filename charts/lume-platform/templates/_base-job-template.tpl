@@ -51,6 +51,10 @@ job_configuration:
       ttlSecondsAfterFinished: {{ include $p "finished_job_ttl" }}
       template:
         spec:
+          # prefect-kubernetes refuses a template without these two here (where its own default has them);
+          # the API server ignores them in a pod spec.
+          completions: 1
+          parallelism: 1
           restartPolicy: Never
           serviceAccountName: {{ include $p "service_account_name" }}
           # Flows talk to Prefect and the databases, never to the Kubernetes API.
