@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from prefect import get_client, task
@@ -27,6 +27,9 @@ from lume_platform.files import File, file_from_representation, file_type_named
 from lume_platform.results import Result, ResultRef
 from lume_platform.services import configure_services
 from lume_platform.settings import default_home
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # How long read_task_result waits for task runs to show up: Prefect records them from events,
 # a moment after the flow run itself is reported finished.
@@ -76,6 +79,19 @@ def _persisted(name: str) -> dict[str, Any]:
 
 def _transient(name: str) -> dict[str, Any]:
     return {"name": name, "task_run_name": _task_run_name, "persist_result": False, "cache_policy": NO_CACHE}
+
+
+def lume_task(fn: Callable[P, R] | None = None, *, name: str | None = None, **options: Any) -> Any:
+    """``@task``, with the result persisted as JSON where other processes can read it.
+
+    Use it for tasks whose results a flow-of-flows maps (``map_type: raw``) or ``read_task_result``
+    reads; the result must be JSON-serializable. Use as ``@lume_task`` or ``@lume_task(name=...)``.
+    """
+
+    def decorate(function: Callable[P, R]) -> Any:
+        return task(function, **{**_persisted(name or function.__name__), **options})
+
+    return decorate if fn is None else decorate(fn)
 
 
 @task(**_transient("configure_services"))
@@ -179,6 +195,7 @@ __all__ = [
     "configure_services_task",
     "load_db_result",
     "load_file",
+    "lume_task",
     "read_task_result",
     "save_db_result",
     "save_file",
