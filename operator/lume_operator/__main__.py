@@ -1,0 +1,33 @@
+"""`python -m lume_operator`: run the LUME operator (settings from LUME_OPERATOR_* and PREFECT_API_URL)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import kopf
+
+
+def main() -> int:
+    """Run kopf with the operator's own registry until stopped."""
+    if not os.environ.get("PREFECT_API_URL"):
+        # Unset, Prefect would quietly start a throwaway in-process server and register flows there.
+        print("error: PREFECT_API_URL must point at the platform's Prefect API", file=sys.stderr)
+        return 2
+    from lume_operator.handlers import SETTINGS, registry
+
+    kopf.configure(verbose=bool(os.environ.get("LUME_OPERATOR_VERBOSE")))
+    liveness = f"http://0.0.0.0:{SETTINGS.liveness_port}/healthz" if SETTINGS.liveness_port else None
+    kopf.run(
+        registry=registry,
+        # One replica by design (a Recreate Deployment): no peering objects, no extra RBAC for them.
+        standalone=True,
+        clusterwide=not SETTINGS.namespaces,
+        namespaces=SETTINGS.namespaces,
+        liveness_endpoint=liveness,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
