@@ -202,6 +202,16 @@ class FlowSpec(_SpecModel):
             raise ValueError(f"schedule slugs must be unique: {', '.join(duplicated)}")
         return schedules
 
+    @field_validator("composition")
+    @classmethod
+    def _composition_is_valid(cls, composition: dict[str, Any] | None) -> dict[str, Any] | None:
+        if composition is not None:
+            # The parent flow's own parser: a bad composition fails at apply time, not at run time.
+            from lume_platform.flow_of_flows import parse_flow_of_flows
+
+            parse_flow_of_flows(composition)
+        return composition
+
     @model_validator(mode="after")
     def _entrypoint_or_composition(self) -> FlowSpec:
         if (self.entrypoint is None) == (self.composition is None):

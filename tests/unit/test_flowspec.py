@@ -8,6 +8,7 @@ import pytest
 
 from lume_platform.flowspec import InvalidSpec, parse_flow_run_spec, parse_flow_spec
 
+COMPOSITION = {"name": "c", "composing_flows": [{"name": "append-text"}]}
 MINIMAL = {"entrypoint": "examples/flows/append_text.py:append_text"}
 
 
@@ -51,7 +52,7 @@ def test_full_spec_reads_camel_case() -> None:
 
 
 def test_composition_uses_the_parent_flow() -> None:
-    spec = parse_flow_spec({"composition": {"name": "both", "composing_flows": []}})
+    spec = parse_flow_spec({"composition": COMPOSITION})
     assert spec.effective_entrypoint.startswith("lume_platform.flow_of_flows:")
 
 
@@ -59,7 +60,8 @@ def test_composition_uses_the_parent_flow() -> None:
     ("spec", "field", "words"),
     [
         ({}, "spec", "exactly one of entrypoint, composition"),
-        ({**MINIMAL, "composition": {}}, "spec", "exactly one of entrypoint, composition"),
+        ({**MINIMAL, "composition": COMPOSITION}, "spec", "exactly one of entrypoint, composition"),
+        ({"composition": {"name": "x", "composing_flows": []}}, "spec.composition", "composing_flows"),
         ({"entrypoint": "no_colon"}, "spec.entrypoint", "package.module:function"),
         ({"entrypoint": "a.b:"}, "spec.entrypoint", "package.module:function"),
         ({"entrypoint": "a b.py:f"}, "spec.entrypoint", "package.module:function"),

@@ -19,6 +19,7 @@ from lume_platform.registrar import (
     schedule_plan,
 )
 
+COMPOSITION = {"name": "c", "composing_flows": [{"name": "append-text"}]}
 SPEC = {
     "entrypoint": "examples/flows/append_text.py:append_text",
     "parameters": {"text1": "a"},
@@ -73,10 +74,10 @@ def test_pull_step_defaults_to_the_current_directory() -> None:
 
 
 def test_composition_becomes_a_parameter_of_the_parent_flow() -> None:
-    spec = parse_flow_spec({"composition": {"name": "c", "composing_flows": []}, "parameters": {"p": 1}})
+    spec = parse_flow_spec({"composition": COMPOSITION, "parameters": {"p": 1}})
     desired = desired_deployment("c", spec, "pool")
     assert desired.entrypoint.startswith("lume_platform.flow_of_flows:")
-    assert desired.parameters == {"p": 1, "composition": {"name": "c", "composing_flows": []}}
+    assert desired.parameters == {"p": 1, "composition": COMPOSITION}
 
 
 def test_no_changes_when_prefect_matches() -> None:
