@@ -414,8 +414,9 @@ def test_operator_can_watch_all_namespaces_with_a_cluster_role() -> None:
     assert not find(docs, "Role", "-operator")
     role = one(docs, "ClusterRole", f"-{NAMESPACE}-operator")
     assert any("flows" in rule["resources"] for rule in role["rules"])
-    args = one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--all-namespaces" in args
+    container = one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LUME_OPERATOR_NAMESPACES"] == ""
 
 
 def test_worker_rights_stay_in_the_release_namespace_without_wildcards() -> None:
@@ -434,7 +435,9 @@ def test_operator_is_one_replica_recreated_with_a_liveness_probe() -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "readinessProbe" not in container
-    assert f"--namespace={NAMESPACE}" in container["args"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LUME_OPERATOR_NAMESPACES"] == NAMESPACE
+    assert env["LUME_OPERATOR_DEFAULT_WORK_POOL"] == "lume-kubernetes"
 
 
 def test_prefect_server_listens_on_all_addresses_and_probes_health_and_ready() -> None:
