@@ -191,3 +191,10 @@ only a ClusterRole can grant, or "cluster" false for the rest. Each rule is kept
 {{- define "lume-platform.operatorClusterName" -}}
 {{- printf "%s-%s-operator" (include "lume-platform.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{- /* lume-platform.cleanupHookAnnotations: a pre-delete hook object, created before the Job by weight. */ -}}
+{{- define "lume-platform.cleanupHookAnnotations" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
