@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from lume_operator import drift
+from lume_operator import drift, metrics
 from lume_operator import status as build
 from lume_operator.settings import OperatorSettings
 from lume_platform.flowspec import API_GROUP, API_VERSION, InvalidSpec, parse_flow_run_spec, parse_flow_spec
@@ -52,6 +52,7 @@ async def configure(
     )
     # Events for problems only: 500 Flows applied at once must not mean 1,000 Event objects.
     settings.posting.level = logging.WARNING
+    metrics.serve()
     memo.exit_stack = contextlib.AsyncExitStack()
     client = await memo.exit_stack.enter_async_context(get_client())
     memo.registrar = Registrar(
@@ -143,7 +144,8 @@ async def reconcile_flow(
     **_: Any,
 ) -> None:
     """Create, update, resume, or an event-driven resync (an annotation from lume_operator.drift)."""
-    await sync_flow(name, namespace, spec, status, meta.get("generation"), patch, memo, retry)
+    with metrics.flow_sync(namespace, name, patch):
+        await sync_flow(name, namespace, spec, status, meta.get("generation"), patch, memo, retry)
 
 
 @kopf.timer(
@@ -163,12 +165,13 @@ async def resync_flow(
     """The safety net behind the event stream: re-check every Flow (reads only, unless it drifted)."""
     if status.get("phase") == "Error":
         return
-    await sync_flow(name, namespace, spec, status, meta.get("generation"), patch, memo, retry)
+    with metrics.flow_sync(namespace, name, patch):
+        await sync_flow(name, namespace, spec, status, meta.get("generation"), patch, memo, retry)
 
 
 @kopf.on.delete(*FLOWS, registry=registry)
 async def delete_flow(
-    name: str, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, retry: int, **_: Any
+    name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, retry: int, **_: Any
 ) -> None:
     """Delete the deployment; while Prefect is unreachable, keep the finalizer and retry with backoff."""
     registrar: Registrar = memo.registrar
@@ -188,6 +191,7 @@ async def delete_flow(
         ) from None
     if deployment_id:
         memo.flows_by_deployment.pop(deployment_id, None)
+    metrics.forget_flow(namespace, name)
 
 
 @kopf.index(*FLOWS, registry=registry)
