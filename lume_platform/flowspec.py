@@ -146,7 +146,9 @@ class FlowSpec(_SpecModel):
         },
     )
     work_queue: str | None = Field(default=None, min_length=1, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[str] = Field(
+        default_factory=list, max_length=50, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment of the flow-run.")
     resources: Resources | None = None
     concurrency_limit: int | None = Field(default=None, ge=1, description="Most runs active at once.")

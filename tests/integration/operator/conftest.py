@@ -82,7 +82,10 @@ class Kube:
         self.ApiException = kubernetes.client.ApiException
 
     def create(self, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.objects.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+        # Strict, as kubectl: an unknown field is an error rather than silently pruned.
+        return self.objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, body, field_validation="Strict"
+        )
 
     def get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         try:
@@ -188,8 +191,11 @@ def operator_kubeconfig(
 class OperatorProcess:
     """`python -m lume_operator` as a subprocess, started and stopped (or killed) by the tests."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, **settings: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str, env: dict[str, str] | None = None, **settings: str
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.env = env or {}
         self.namespace = namespace
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
@@ -210,6 +216,7 @@ class OperatorProcess:
             "LUME_OPERATOR_DEFAULT_WORK_POOL": os.environ["LUME_TEST_WORK_POOL"],
             "LUME_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
             **{f"LUME_OPERATOR_{key.upper()}": value for key, value in self.settings.items()},
+            **self.env,
         }
         OUTPUT.mkdir(exist_ok=True)
         log = self.log_path.open("wb")
@@ -269,6 +276,67 @@ def prefect_client() -> Any:
     return get_client(sync_client=True)
 
 
+class PrefectServer:
+    """A private Prefect server (SQLite under `home`) that a test may stop and start again."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": "",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+        }
+        OUTPUT.mkdir(exist_ok=True)
+        with (OUTPUT / f"prefect-{self.port}.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(f"Prefect on port {self.port}", self.healthy, timeout=180, interval=1.0)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+        wait_until(f"Prefect on port {self.port} down", lambda: not self.healthy(), timeout=30)
+
+
 class Tools:
     """The helpers above, handed to tests as a fixture (test modules cannot import a conftest)."""
 
@@ -279,6 +347,7 @@ class Tools:
     prefect_client = staticmethod(prefect_client)
     free_port = staticmethod(free_port)
     OperatorProcess = OperatorProcess
+    PrefectServer = PrefectServer
 
 
 @pytest.fixture(scope="session")
