@@ -215,6 +215,7 @@ class OperatorProcess:
             "LUME_OPERATOR_NAMESPACES": self.namespace,
             "LUME_OPERATOR_DEFAULT_WORK_POOL": os.environ["LUME_TEST_WORK_POOL"],
             "LUME_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
+            "LUME_OPERATOR_METRICS_PORT": str(free_port()),
             **{f"LUME_OPERATOR_{key.upper()}": value for key, value in self.settings.items()},
             **self.env,
         }
