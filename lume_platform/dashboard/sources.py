@@ -508,13 +508,18 @@ class DashboardData:
     async def _volume_health(self) -> ServiceHealth:
         def check() -> ServiceHealth:
             identifier, root = self.connections.shared_volume()
-            if not root.is_dir():
+            measured = root
+            if identifier == "local":
+                # The local filesystem makes its root on first write; until then measure where it will be.
+                while not measured.exists() and measured.parent != measured:
+                    measured = measured.parent
+            if not measured.is_dir():
                 return ServiceHealth(
                     name="Shared volume",
                     state="down",
                     error=f"{identifier} filesystem root {root} is not a directory",
                 )
-            usage = shutil.disk_usage(root)
+            usage = shutil.disk_usage(measured)
             free, total = usage.free / 2**30, usage.total / 2**30
             return ServiceHealth(
                 name="Shared volume",
