@@ -219,12 +219,21 @@ def parse_filter(document: Mapping[str, Any] | None) -> AllOf:
     return _parse_document({} if document is None else document, 0)
 
 
-def to_mongo(node: Node) -> dict[str, Any]:
-    """A MongoDB filter rebuilt from a validated tree (never the caller's document as given)."""
+def to_mongo(node: Node, renamed: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A MongoDB filter rebuilt from a validated tree (never the caller's document as given).
+
+    ``renamed`` maps stored field names to the backend's (the MongoDB backend keeps the hash in ``_id``).
+    Equality is written in the plain ``{field: value}`` form, the one servers most readily serve from an
+    index (FerretDB's SQLite backend uses its ``_id`` index for nothing else).
+    """
+    renamed = renamed or {}
     if isinstance(node, Condition):
+        field = renamed.get(node.field, node.field)
         operand = list(node.operand) if isinstance(node.operand, tuple) else node.operand
-        return {node.field: {node.operator: operand}}
-    parts = [to_mongo(child) for child in node.children]
+        if node.operator == "$eq":
+            return {field: operand}
+        return {field: {node.operator: operand}}
+    parts = [to_mongo(child, renamed) for child in node.children]
     if isinstance(node, AnyOf):
         return {"$or": parts}
     if not parts:
@@ -248,17 +257,16 @@ def resolve(document: Any, path: Sequence[str]) -> Iterator[Any]:
     if isinstance(document, dict):
         yield from resolve(document[head], rest) if head in document else iter((MISSING,))
     elif isinstance(document, list):
-        found = False
+        # As FerretDB does: elements without the field are skipped; the path is missing only if no
+        # element has it (MongoDB itself may also count such elements as null).
+        found: list[Any] = []
         if head.isdigit() and int(head) < len(document):
-            found = True
-            yield from resolve(document[int(head)], rest)
+            found.extend(v for v in resolve(document[int(head)], rest) if v is not MISSING)
         for element in document:
-            # MongoDB walks into sub-documents of an array, never into nested arrays.
+            # Paths walk into sub-documents of an array, never into nested arrays.
             if isinstance(element, dict):
-                found = True
-                yield from resolve(element, path)
-        if not found:
-            yield MISSING
+                found.extend(v for v in resolve(element, path) if v is not MISSING)
+        yield from found or (MISSING,)
     else:
         yield MISSING
 

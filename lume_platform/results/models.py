@@ -20,10 +20,13 @@ UNIQUE_ON = ("flow_name", "inputs", "outputs")
 DEFAULT_RESULT_TYPE = "generic"
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(data: Any) -> str:
     """Serialise already-encoded ``data`` so that equal values always give the same text."""
     try:
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _CANONICAL.encode(data)
     except ValueError as error:
         raise ResultEncodingError(f"cannot serialise canonically: {error}") from error
 

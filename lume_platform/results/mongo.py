@@ -6,27 +6,37 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, InvalidURI, PyMongoError
 from pymongo.errors import ConfigurationError as MongoConfigurationError
 
-from lume_platform.errors import ConfigurationError, ResultsError, redact_url
+from lume_platform.errors import ConfigurationError, ResultNotFound, ResultsError, redact_url
 from lume_platform.results.filters import AllOf, to_mongo
 from lume_platform.results.models import Result, ResultRef
-from lume_platform.results.store import ResultsStore, from_document, ref_of, to_document
+from lume_platform.results.store import RefLike, ResultsStore, as_ref, from_document, ref_of, to_document
 
 DEFAULT_DATABASE = "lume"
 DEFAULT_COLLECTION = "results"
 _DUPLICATE_KEY = 11000
 _REF_FIELDS = {"_id": 0, "unique_hash": 1, "flow_name": 1, "result_type": 1}
+# The hash is also the document's `_id`: every server serves `_id` look-ups from an index (FerretDB's
+# SQLite backend serves nothing else from one), so dedup and `get` stay fast however many results exist.
+_RENAMED = {"unique_hash": "_id"}
+# Insertion order, for ties in a sort: ObjectIds made by one process only grow.
+_ORDER = "_order"
+_HIDDEN = {"_id": 0, _ORDER: 0}
+# Above this many duplicates in one bulk insert, one `$in` query beats one `_id` look-up each.
+_SINGLE_LOOKUPS = 32
 
 
 class MongoResultsStore(ResultsStore):
     """Results in one MongoDB collection, deduplicated by a unique index on ``unique_hash``.
 
     The indexes (unique ``unique_hash``; ``flow_name`` + ``created`` and ``created`` for the dashboard's
-    by-flow and by-time reads) are created when the store connects, idempotently.
+    by-flow and by-time reads) are created when the store connects, idempotently. Each document's ``_id``
+    is its unique hash too, so that the dedup look-up and :meth:`get` are ``_id`` look-ups.
     """
 
     def __init__(self, url: str, database: str | None = None, *, collection: str = DEFAULT_COLLECTION,
@@ -58,11 +68,22 @@ class MongoResultsStore(ResultsStore):
             raise ResultsError(f"could not {action} on MongoDB {self.url}: {error}") from error
 
     def _existing_refs(self, unique_hashes: list[str]) -> dict[str, ResultRef]:
-        cursor = self._collection.find({"unique_hash": {"$in": unique_hashes}}, _REF_FIELDS)
+        if len(unique_hashes) <= _SINGLE_LOOKUPS:
+            found = (self._collection.find_one({"_id": h}, _REF_FIELDS) for h in unique_hashes)
+            return {document["unique_hash"]: ref_of(document) for document in found if document}
+        cursor = self._collection.find({"_id": {"$in": unique_hashes}}, _REF_FIELDS)
         return {document["unique_hash"]: ref_of(document) for document in cursor}
 
-    def insert(self, result: Result) -> ResultRef:
+    @staticmethod
+    def stored_document(result: Result) -> dict[str, Any]:
+        """The exact document this backend stores for ``result`` (benchmarks insert it raw)."""
         document = to_document(result)
+        document["_id"] = document["unique_hash"]
+        document[_ORDER] = ObjectId()
+        return document
+
+    def insert(self, result: Result) -> ResultRef:
+        document = self.stored_document(result)
         with self._translating("insert a result"):
             try:
                 # One round trip: the unique index, not a prior look-up, decides whether it is new.
@@ -77,7 +98,7 @@ class MongoResultsStore(ResultsStore):
         return ref_of(document)
 
     def insert_many(self, results: Iterable[Result]) -> list[ResultRef]:
-        documents = [to_document(result) for result in results]
+        documents = [self.stored_document(result) for result in results]
         # Equal results within one batch are stored once.
         first_by_hash: dict[str, dict[str, Any]] = {}
         for document in documents:
@@ -99,20 +120,29 @@ class MongoResultsStore(ResultsStore):
                 refs.update(self._existing_refs(duplicates))
         return [refs[document["unique_hash"]] for document in documents]
 
+    def get(self, ref: RefLike) -> Result:
+        unique_hash = as_ref(ref).unique_hash
+        with self._translating("read a result"):
+            document = self._collection.find_one({"_id": unique_hash}, _HIDDEN)
+        if document is None:
+            raise ResultNotFound(f"no stored result has unique_hash {unique_hash}")
+        return from_document(document)
+
     def _find(self, tree: AllOf, sort: list[tuple[str, int]], limit: int | None, skip: int) -> list[Result]:
+        order = [(_RENAMED.get(field, field), direction) for field, direction in sort]
         with self._translating("find results"):
-            # `_id` last: equal sort keys come back in insertion order, as on the embedded backend.
-            cursor = self._collection.find(to_mongo(tree), {"_id": 0}, sort=[*sort, ("_id", ASCENDING)],
-                                           skip=skip, limit=limit or 0)
+            # Insertion order last: equal sort keys come back as on the embedded backend.
+            cursor = self._collection.find(to_mongo(tree, _RENAMED), _HIDDEN,
+                                           sort=[*order, (_ORDER, ASCENDING)], skip=skip, limit=limit or 0)
             return [from_document(document) for document in cursor]
 
     def _count(self, tree: AllOf) -> int:
         with self._translating("count results"):
-            return self._collection.count_documents(to_mongo(tree))
+            return self._collection.count_documents(to_mongo(tree, _RENAMED))
 
     def _distinct(self, field: str, tree: AllOf) -> list[Any]:
         with self._translating(f"list the distinct values of {field}"):
-            return self._collection.distinct(field, to_mongo(tree))
+            return self._collection.distinct(_RENAMED.get(field, field), to_mongo(tree, _RENAMED))
 
     def delete_database(self) -> None:
         """Drop the whole database this store uses (for tests and benchmarks)."""

@@ -94,23 +94,40 @@ def test_deep_nesting_is_bounded() -> None:
 
 def test_mongo_filter_is_rebuilt_from_the_tree() -> None:
     moment = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    tree = parse_filter({"flow_name": "f", "outputs.e": {"$gte": 1, "$lt": 5},
-                         "$or": [{"tags": {"$in": ("a", "b")}}, {"created": {"$gt": moment}}]})
-    assert to_mongo(tree) == {"$and": [
-        {"flow_name": {"$eq": "f"}},
-        {"outputs.e": {"$gte": 1}},
-        {"outputs.e": {"$lt": 5}},
-        {"$or": [{"tags": {"$in": ["a", "b"]}},
-                 # BSON keeps milliseconds: the operand is truncated so both backends compare alike.
-                 {"created": {"$gt": datetime(2024, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)}}]},
-    ]}
+    tree = parse_filter(
+        {
+            "flow_name": "f",
+            "outputs.e": {"$gte": 1, "$lt": 5},
+            "$or": [{"tags": {"$in": ("a", "b")}}, {"created": {"$gt": moment}}],
+        }
+    )
+    assert to_mongo(tree) == {
+        "$and": [
+            {"flow_name": "f"},
+            {"outputs.e": {"$gte": 1}},
+            {"outputs.e": {"$lt": 5}},
+            {
+                "$or": [
+                    {"tags": {"$in": ["a", "b"]}},
+                    # BSON keeps milliseconds: the operand is truncated so both backends compare alike.
+                    {"created": {"$gt": datetime(2024, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)}},
+                ]
+            },
+        ]
+    }
     assert to_mongo(parse_filter(None)) == {}
-    assert to_mongo(parse_filter({"flow_name": "f"})) == {"flow_name": {"$eq": "f"}}
+    assert to_mongo(parse_filter({"flow_name": "f"})) == {"flow_name": "f"}
+    assert to_mongo(parse_filter({"unique_hash": {"$in": ["h"]}}), {"unique_hash": "_id"}) == {
+        "_id": {"$in": ["h"]}
+    }
 
 
 def test_created_accepts_iso_text_as_a_time() -> None:
     tree = parse_filter({"created": {"$gte": "2024-01-01T00:00:00-05:00"}})
     assert to_mongo(tree) == {"created": {"$gte": datetime(2024, 1, 1, 5, 0, tzinfo=UTC)}}
+    assert to_mongo(parse_filter({"created": "2024-01-01T05:00:00Z"})) == {
+        "created": datetime(2024, 1, 1, 5, 0, tzinfo=UTC)
+    }
 
 
 DOCUMENT = {
@@ -144,6 +161,10 @@ DOCUMENT = {
         ({"outputs.y.1": 5}, True),  # numeric segments index arrays
         ({"outputs.points.e": 3.0}, True),  # paths walk into sub-documents of arrays
         ({"outputs.points.e": {"$lt": 0}}, False),
+        # Elements without the field are skipped (FerretDB's rule), so this is not a null match.
+        ({"outputs.points.q": None}, False),
+        ({"outputs.points.q": {"$exists": True}}, True),
+        ({"outputs.points.z": None}, True),
         ({"outputs.missing": None}, True),  # None matches a missing field …
         ({"outputs.none": None}, True),  # … and a stored null
         ({"outputs.none": {"$exists": True}}, True),
