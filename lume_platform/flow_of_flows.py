@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from prefect import flow, get_client, get_run_logger
+from prefect import get_client, get_run_logger
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.deployments import run_deployment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -50,7 +50,7 @@ from lume_platform.errors import FlowOfFlowsError
 from lume_platform.files import file_from_representation, is_file_representation
 from lume_platform.results import ResultRef
 from lume_platform.services import configure_services
-from lume_platform.tasks import TASK_RUN_VISIBILITY_TIMEOUT, TaskResultError, read_task_result
+from lume_platform.tasks import TASK_RUN_VISIBILITY_TIMEOUT, TaskResultError, lume_flow, read_task_result
 
 DEFAULT_CHILD_TIMEOUT_SECONDS = 3600.0
 
@@ -336,7 +336,7 @@ def _mapped_values(plan: FlowOfFlows, child: ComposingFlow, flow_runs: Mapping[s
     return values
 
 
-@flow(name="flow-of-flows")
+@lume_flow(name="flow-of-flows")
 def flow_of_flows(
     composition: dict[str, Any],
     parameters: dict[str, dict[str, Any]] | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from prefect import get_client, task
+from prefect import flow, get_client, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
@@ -90,6 +90,20 @@ def lume_task(fn: Callable[P, R] | None = None, *, name: str | None = None, **op
 
     def decorate(function: Callable[P, R]) -> Any:
         return task(function, **{**_persisted(name or function.__name__), **options})
+
+    return decorate if fn is None else decorate(fn)
+
+
+def lume_flow(fn: Callable[P, R] | None = None, **options: Any) -> Any:
+    """``@flow``, with the return value persisted as JSON where other processes can read it.
+
+    ``flow_run.state.result()`` then works from any process that sees :func:`task_result_dir`
+    (a flow-of-flows, ``lume run``, tests). Use as ``@lume_flow`` or ``@lume_flow(name=...)``.
+    """
+
+    def decorate(function: Callable[P, R]) -> Any:
+        persisted = {"persist_result": True, "result_serializer": "json", "result_storage": task_result_dir()}
+        return flow(function, **{**persisted, **options})
 
     return decorate if fn is None else decorate(fn)
 
@@ -195,6 +209,7 @@ __all__ = [
     "configure_services_task",
     "load_db_result",
     "load_file",
+    "lume_flow",
     "lume_task",
     "read_task_result",
     "save_db_result",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
-from lume_platform.tasks import configure_services_task, lume_task, save_file
+from lume_platform.tasks import configure_services_task, lume_flow, lume_task, save_file
 
 
 @lume_task(name="append")
@@ -13,7 +11,7 @@ def append(text1: str, text2: str) -> str:
     return text1 + text2
 
 
-@flow(name="append-text")
+@lume_flow(name="append-text")
 def append_text(
     text1: str,
     text2: str,
