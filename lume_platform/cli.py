@@ -263,6 +263,17 @@ async def watch_run(
         await asyncio.sleep(1.0)
 
 
+async def run_result(flow_run: FlowRun) -> Any:
+    """The run's return value if Prefect persisted it where this machine can read it, else None."""
+    if flow_run.state is None or not flow_run.state.is_completed():
+        return None
+    try:
+        return await asyncio.wait_for(flow_run.state.aresult(raise_on_failure=False), timeout=10)
+    except Exception:
+        # Results are optional: unpersisted, or on storage only the worker's pod can reach.
+        return None
+
+
 @app.command()
 def run(
     flow: str = typer.Argument(
@@ -278,25 +289,29 @@ def run(
     except CliError as error:
         _fail(error)
 
-    async def start(client: PrefectClient) -> FlowRun:
+    async def start(client: PrefectClient) -> tuple[FlowRun, Any]:
         deployment = await _find_deployment(client, flow)
         flow_run = await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
         console.print(f"started flow run [bold]{flow_run.name}[/] ({flow_run.id}) of {deployment.name}")
         if not watch:
-            return flow_run
+            return flow_run, None
         with console.status("waiting for the worker...") as status:
 
             def report(current: FlowRun) -> None:
                 status.update(f"{current.name}: {_state_text(current)}")
                 console.print(f"  {time.strftime('%H:%M:%S')} {_state_text(current)}")
 
-            return await watch_run(client, flow_run.id, timeout, report)
+            final = await watch_run(client, flow_run.id, timeout, report)
+        return final, await run_result(final)
 
-    final = _run(start)
+    final, value = _run(start)
     if watch:
         state = final.state.type.value if final.state else "UNKNOWN"
         message = (final.state.message or "") if final.state else ""
         console.print(f"flow run {final.name} ended {_state_text(final)} {message}".rstrip())
+        if value is not None:
+            console.print("result:")
+            console.print_json(json.dumps(value, default=str))
         if state != "COMPLETED":
             raise typer.Exit(1)
 
