@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Real local services for the tests, on loopback: MariaDB, FerretDB (MongoDB wire) and a Prefect server
+# with a process worker. Usage: hack/services.sh up | down [--purge] | status
+# `up` is idempotent (a second run starts nothing) and writes $LUME_STATE/services.env for the tests.
+source "$(dirname "$0")/lib.sh"
+
+SERVICES_DIR=$LUME_STATE/services
+SERVICES_ENV=$LUME_STATE/services.env
+MYSQL_PORT=13306 MYSQL_USER=lume MYSQL_PASSWORD=lume MYSQL_DATABASE=lume_test
+MONGODB_PORT=27018
+PREFECT_PORT=14200 WORK_POOL=lume-test
+FERRETDB_VERSION=v1.24.2
+FERRETDB_BIN=$LUME_CACHE/bin/ferretdb-$FERRETDB_VERSION
+READY_TIMEOUT=${LUME_SERVICES_READY_TIMEOUT:-90}
+# Marks the processes we start (read back from /proc/PID/environ), as lume_platform.local does.
+MANAGED_MARKER=LUME_MANAGED_PROCESS
+
+MARIADB_DIR=$SERVICES_DIR/mariadb
+FERRETDB_DIR=$SERVICES_DIR/ferretdb
+PREFECT_STATE=$SERVICES_DIR/prefect
+
+# A unix socket path must fit in 108 bytes; a deep checkout falls back to a per-checkout path in /tmp.
+mariadb_socket() {
+  local sock=$MARIADB_DIR/mysqld.sock
+  if [ ${#sock} -gt 100 ]; then
+    sock=/tmp/lume-mariadb-$(printf '%s' "$MARIADB_DIR" | sha256sum | cut -c1-12).sock
+  fi
+  printf '%s' "$sock"
+}
+
+local_platform() {
+  "$VENV/bin/python" -m lume_platform.local "$@" --port "$PREFECT_PORT" --pool "$WORK_POOL" \
+    --state "$PREFECT_STATE" --cwd "$ROOT" --no-ui
+}
+
+# pid_alive NAME BINARY: the pid recorded for NAME if it still runs BINARY (guards against reused pids).
+pid_alive() {
+  local pidfile=$SERVICES_DIR/$1.pid pid
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2" || return 1
+  grep -q "^[^ ]* [^ ]* [RSDIT]" "/proc/$pid/stat" 2>/dev/null || return 1 # zombies are not alive
+  printf '%s' "$pid"
+}
+
+# stop_pid PID: SIGTERM, then SIGKILL after 20 s.
+stop_pid() {
+  local pid=$1 i
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  sleep 0.5
+}
+
+# free_port NAME PORT: make sure nothing holds PORT. A leftover of our own earlier run (its pid file
+# lost, or from another checkout) is stopped; anything else is an error that names the process.
+free_port() {
+  local name=$1 port=$2 owner pid marker cmd
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 0
+  owner=$("$VENV/bin/python" -m lume_platform.local port-owner --port "$port" || true)
+  read -r pid marker cmd <<<"$owner"
+  if [ -n "${pid:-}" ] && [ "$marker" = "$name" ]; then
+    log "stopping leftover $name (pid $pid) on port $port"
+    stop_pid "$pid"
+    return 0
+  fi
+  die "cannot start $name: 127.0.0.1:$port is already used by ${pid:+pid $pid ($cmd)}${pid:-an unknown process}"
+}
+
+# wait_until NAME LOG CMD...: poll CMD until it succeeds, or fail with the tail of LOG.
+wait_until() {
+  local name=$1 logfile=$2 deadline=$((SECONDS + READY_TIMEOUT))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 40 "$logfile" >&2 || true
+      die "$name did not answer within ${READY_TIMEOUT}s (log: $logfile)"
+    fi
+    sleep 0.5
+  done
+}
+
+# start_detached NAME LOG CMD...: run CMD in its own session, record its pid.
+start_detached() {
+  local name=$1 logfile=$2
+  shift 2
+  printf '\n--- %s starting: %s\n' "$(date -Is)" "$*" >>"$logfile"
+  # 8>&- 9>&-: a service must not inherit (and so hold forever) the locks this script takes.
+  env "$MANAGED_MARKER=$name" setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 8>&- 9>&- &
+  echo $! >"$SERVICES_DIR/$name.pid"
+}
+
+mariadb_client() {
+  mariadb --no-defaults --protocol=socket --socket="$(mariadb_socket)" -uroot "$@"
+}
+
+mariadb_up() {
+  apt_install mariadb-server mariadb-client
+  mkdir -p "$MARIADB_DIR"
+  if pid_alive mariadb mariadbd >/dev/null && mariadb_client -e 'SELECT 1' >/dev/null 2>&1; then
+    return 0
+  fi
+  local pid
+  pid=$(pid_alive mariadb mariadbd) && { log "restarting unresponsive mariadb (pid $pid)"; stop_pid "$pid"; }
+  free_port mariadb "$MYSQL_PORT"
+  if [ ! -d "$MARIADB_DIR/data/mysql" ]; then
+    log "mariadb: initialising $MARIADB_DIR/data"
+    rm -rf "$MARIADB_DIR/data"
+    mariadb-install-db --no-defaults --user=root --datadir="$MARIADB_DIR/data" \
+      --auth-root-authentication-method=socket --skip-test-db >"$MARIADB_DIR/install.log" 2>&1 ||
+      { tail -n 40 "$MARIADB_DIR/install.log" >&2; die "mariadb-install-db failed"; }
+  fi
+  log "mariadb: starting on 127.0.0.1:$MYSQL_PORT"
+  # --user=root: mariadbd refuses root otherwise, and the data dir belongs to whoever runs the tests.
+  start_detached mariadb "$MARIADB_DIR/mariadbd.log" mariadbd --no-defaults --user=root \
+    --datadir="$MARIADB_DIR/data" --socket="$(mariadb_socket)" --pid-file="$MARIADB_DIR/mariadbd.pid" \
+    --port="$MYSQL_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
+    --innodb-buffer-pool-size=64M --max-connections=300
+  wait_until mariadb "$MARIADB_DIR/mariadbd.log" mariadb_client -e 'SELECT 1'
+  # Tests make their own lume_* databases; `lume\_%` keeps the underscore literal.
+  mariadb_client <<SQL
+DELETE FROM mysql.global_priv WHERE User = '';
+CREATE USER IF NOT EXISTS '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASSWORD';
+ALTER USER '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON \`lume\\_%\`.* TO '$MYSQL_USER'@'%';
+CREATE DATABASE IF NOT EXISTS \`$MYSQL_DATABASE\`;
+FLUSH PRIVILEGES;
+SQL
+}
+
+ferretdb_build() {
+  [ -x "$FERRETDB_BIN" ] && return 0
+  command -v go >/dev/null || die "go is needed to build FerretDB (https://go.dev/dl/)"
+  mkdir -p "$LUME_CACHE/bin"
+  # One build at a time across checkouts; a second waiter finds the binary done.
+  exec 8>"$LUME_CACHE/bin/.ferretdb.lock"
+  flock 8
+  if [ ! -x "$FERRETDB_BIN" ]; then
+    log "ferretdb: building $FERRETDB_VERSION from the Go module proxy (about a minute)"
+    local moddir work
+    moddir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
+      sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [ -d "$moddir" ] || die "go mod download of FerretDB $FERRETDB_VERSION failed"
+    work=$(mktemp -d)
+    # The module as served lacks its generated version file; without it the binary panics at start.
+    cp -r "$moddir/." "$work/"
+    chmod -R u+w "$work"
+    echo "$FERRETDB_VERSION" >"$work/build/version/version.txt"
+    (cd "$work" && go build -o "$FERRETDB_BIN.tmp" ./cmd/ferretdb) || { rm -rf "$work"; die "FerretDB build failed"; }
+    rm -rf "$work"
+    mv "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
+  fi
+  exec 8>&-
+}
+
+mongodb_ping() {
+  "$VENV/bin/python" -c "import pymongo,sys; pymongo.MongoClient('mongodb://127.0.0.1:$MONGODB_PORT/', serverSelectionTimeoutMS=2000).admin.command('ping')"
+}
+
+ferretdb_up() {
+  ferretdb_build
+  mkdir -p "$FERRETDB_DIR/data" "$FERRETDB_DIR/state"
+  if pid_alive ferretdb ferretdb >/dev/null && mongodb_ping >/dev/null 2>&1; then
+    return 0
+  fi
+  local pid
+  pid=$(pid_alive ferretdb ferretdb) && { log "restarting unresponsive ferretdb (pid $pid)"; stop_pid "$pid"; }
+  free_port ferretdb "$MONGODB_PORT"
+  log "ferretdb: starting on 127.0.0.1:$MONGODB_PORT"
+  # --debug-addr=-: its metrics listener would otherwise take 127.0.0.1:8088 from someone else.
+  start_detached ferretdb "$FERRETDB_DIR/ferretdb.log" "$FERRETDB_BIN" --handler=sqlite \
+    --sqlite-url="file:$FERRETDB_DIR/data/" --listen-addr="127.0.0.1:$MONGODB_PORT" \
+    --state-dir="$FERRETDB_DIR/state" --debug-addr=- --telemetry=disable --log-level=warn
+  wait_until ferretdb "$FERRETDB_DIR/ferretdb.log" mongodb_ping
+}
+
+prefect_up() {
+  log "prefect: server on 127.0.0.1:$PREFECT_PORT, work pool $WORK_POOL"
+  local_platform up
+}
+
+write_env() {
+  local tmp=$SERVICES_ENV.tmp
+  cat >"$tmp" <<ENV
+# Written by hack/services.sh up: how tests reach the local services.
+LUME_TEST_MYSQL_URL=mysql+pymysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MYSQL_PORT/$MYSQL_DATABASE
+LUME_TEST_MYSQL_HOST=127.0.0.1
+LUME_TEST_MYSQL_PORT=$MYSQL_PORT
+LUME_TEST_MYSQL_USER=$MYSQL_USER
+LUME_TEST_MYSQL_PASSWORD=$MYSQL_PASSWORD
+LUME_TEST_MYSQL_DATABASE=$MYSQL_DATABASE
+LUME_TEST_MONGODB_URL=mongodb://127.0.0.1:$MONGODB_PORT/
+PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api
+LUME_TEST_WORK_POOL=$WORK_POOL
+ENV
+  mv "$tmp" "$SERVICES_ENV"
+}
+
+cmd_up() {
+  [ -x "$VENV/bin/python" ] || "$ROOT/hack/bootstrap.sh"
+  mkdir -p "$SERVICES_DIR"
+  # Parallel `up`s (several shells or engineers) must not race each other into double starts.
+  exec 9>"$SERVICES_DIR/.lock"
+  flock 9
+  mariadb_up
+  ferretdb_up
+  prefect_up
+  write_env
+  log "services up; environment in $SERVICES_ENV"
+}
+
+cmd_down() {
+  local purge=${1:-} name pid
+  mkdir -p "$SERVICES_DIR"
+  exec 9>"$SERVICES_DIR/.lock"
+  flock 9
+  if [ -x "$VENV/bin/python" ]; then
+    local_platform down
+  fi
+  for name in ferretdb:ferretdb mariadb:mariadbd; do
+    if pid=$(pid_alive "${name%%:*}" "${name#*:}"); then
+      log "stopping ${name%%:*} (pid $pid)"
+      stop_pid "$pid"
+    fi
+    rm -f "$SERVICES_DIR/${name%%:*}.pid"
+  done
+  rm -f "$SERVICES_ENV"
+  if [ "$purge" = --purge ]; then
+    log "deleting $SERVICES_DIR"
+    rm -rf "$MARIADB_DIR" "$FERRETDB_DIR" "$PREFECT_STATE" "$(mariadb_socket)"
+  fi
+}
+
+cmd_status() {
+  local rc=0 pid
+  if pid=$(pid_alive mariadb mariadbd); then echo "mariadb: running (pid $pid) on 127.0.0.1:$MYSQL_PORT"
+  else echo "mariadb: stopped"; rc=3; fi
+  if pid=$(pid_alive ferretdb ferretdb); then echo "ferretdb: running (pid $pid) on 127.0.0.1:$MONGODB_PORT"
+  else echo "ferretdb: stopped"; rc=3; fi
+  if [ -x "$VENV/bin/python" ]; then
+    local_platform status | sed 's/^/prefect /' || rc=3
+  else
+    echo "prefect: stopped (no $VENV)"; rc=3
+  fi
+  return $rc
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down "${2:-}" ;;
+  status) cmd_status ;;
+  *) die "usage: $0 up | down [--purge] | status" ;;
+esac
