@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from lume_platform.graph import GraphStorage, Workflow, graph_input, node
+from lume_platform.tasks import task_result_dir
 
 
 @node
@@ -78,6 +79,10 @@ def build_workflow() -> Workflow:
 
 
 workflow = build_workflow().set_storage(GraphStorage.from_services())
+# The summary is persisted as JSON where `lume run`, flows of flows and tests can read it (as @lume_flow).
+workflow.set_flow_options(
+    {"persist_result": True, "result_serializer": "json", "result_storage": task_result_dir()}
+)
 graph_flow = workflow.generate_flow()
 
 

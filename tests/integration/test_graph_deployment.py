@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,108 +11,70 @@ import yaml
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, TaskRun
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from lume_platform.cli import local_flow_spec
 from lume_platform.flowspec import FlowSpec
 from lume_platform.graph import ENTRY_RESULT_TYPE
-from lume_platform.registrar import Registrar
-from lume_platform.results import open_results_store
-from lume_platform.settings import load_settings
+from lume_platform.services import Services
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = ROOT / "examples" / "graph" / "graph-flow.yaml"
-RUN_TIMEOUT = 300.0
+MANIFEST = Path(__file__).resolve().parents[2] / "examples" / "graph" / "graph-flow.yaml"
+ALL_NODES = {"beam", "drifted", "emittance_x", "emittance_y", "sizes", "summary"}
 
 
-async def _wait_for(client: Any, flow_run_id: Any) -> FlowRun:
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while True:
-        run = await client.read_flow_run(flow_run_id)
-        if run.state is not None and run.state.is_final():
-            return run  # type: ignore[no-any-return]
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"flow run {flow_run_id} still {run.state} after {RUN_TIMEOUT}s: is the worker up?"
-            )
-        await asyncio.sleep(1.0)
+def task_run_states(flow_run: FlowRun, expected: int) -> dict[str, str]:
+    """State names of a flow run's task runs by name, once all ``expected`` are recorded and final.
 
-
-async def _final_task_runs(client: Any, flow_run_id: Any, expected: int) -> dict[str, TaskRun]:
-    # Task runs reach the server through events, shortly after the flow run ends.
+    Task runs reach the server through events, shortly after the flow run ends.
+    """
     deadline = time.monotonic() + 60
     runs: list[TaskRun] = []
-    while time.monotonic() < deadline:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-        if len(runs) >= expected and all(run.state is not None and run.state.is_final() for run in runs):
-            break
-        await asyncio.sleep(0.5)
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+            )
+            if len(runs) >= expected and all(run.state is not None and run.state.is_final() for run in runs):
+                break
+            time.sleep(0.5)
     assert len(runs) == expected, f"expected {expected} task runs, got {sorted(run.name for run in runs)}"
-    return {run.name: run for run in runs}
-
-
-def _states(runs: dict[str, TaskRun]) -> dict[str, str]:
-    return {name: run.state.name for name, run in runs.items() if run.state is not None}
-
-
-async def _scenario(work_pool: str, home: Path) -> None:
-    manifest = yaml.safe_load(MANIFEST.read_text())
-    # As `lume apply -f` from the repository root: the process worker runs each flow in a temporary
-    # directory, so the file entrypoint's working directory is made absolute.
-    spec = local_flow_spec(
-        FlowSpec.model_validate({**manifest["spec"], "env": {"LUME_HOME": str(home)}}), ROOT
-    )
-    name = f"{manifest['metadata']['name']}-{uuid.uuid4().hex[:8]}"
-    async with get_client() as client:
-        registrar = Registrar(client, default_work_pool=work_pool)
-        synced = await registrar.ensure(name, spec)
-        try:
-            small = {"n_particles": 2000}
-            first = await _wait_for(
-                client, (await registrar.start_run(synced.deployment_id, parameters=small)).id
-            )
-            assert first.state is not None and first.state.is_completed(), first.state
-            runs = await _final_task_runs(client, first.id, expected=6)
-            assert set(_states(runs).values()) == {"Completed"}
-            assert sorted(runs["emittance_x"].tags) == ["analysis"]
-            assert sorted(runs["beam"].tags) == ["tracking"]
-
-            again = await _wait_for(
-                client, (await registrar.start_run(synced.deployment_id, parameters=small)).id
-            )
-            assert again.state is not None and again.state.is_completed(), again.state
-            assert _states(await _final_task_runs(client, again.id, expected=1)) == {"summary": "Cached"}
-
-            longer = {"n_particles": 2000, "length": 5.0}
-            third = await _wait_for(
-                client, (await registrar.start_run(synced.deployment_id, parameters=longer)).id
-            )
-            assert third.state is not None and third.state.is_completed(), third.state
-            assert _states(await _final_task_runs(client, third.id, expected=6)) == {
-                "beam": "Cached",
-                "drifted": "Completed",
-                "emittance_x": "Completed",
-                "emittance_y": "Completed",
-                "sizes": "Completed",
-                "summary": "Completed",
-            }
-        finally:
-            await registrar.delete(deployment_id=synced.deployment_id)
-
-    settings = load_settings({"LUME_HOME": str(home)})
-    with open_results_store(settings.results_db_url, settings.results_db_database) as store:
-        indexed = store.find({"result_type": ENTRY_RESULT_TYPE, "flow_name": "beam-emittance"})
-        nodes = sorted(result.inputs["node"] for result in indexed)
-    # 6 entries from the first run, 5 more after the drift length changed (the beam was reused).
-    assert nodes == sorted(["beam"] + 2 * ["drifted", "emittance_x", "emittance_y", "sizes", "summary"])
+    return {run.name: run.state.name for run in runs if run.state is not None}
 
 
 def test_example_graph_deploys_from_its_manifest_and_reuses_results_across_worker_runs(
-    prefect_api_url: str, work_pool_name: str, tmp_path: Path
+    deploy: Any, run: Any, lume_env: dict[str, str], lume_services: Services
 ) -> None:
-    with temporary_settings({PREFECT_API_URL: prefect_api_url}):
-        asyncio.run(_scenario(work_pool_name, tmp_path / "lume-home"))
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    spec = FlowSpec.model_validate(manifest["spec"]).model_dump(exclude_unset=True)
+    full_name = deploy(env=lume_env, **spec)
+    assert full_name.startswith("beam-emittance/")
+
+    small = {"n_particles": 2000}
+    first = run(full_name, small)
+    assert first.state.is_completed(), first.state.message
+    summary = first.state.result()
+    assert set(summary) == {"emittance_x_nm", "emittance_y_nm", "size_x_mm", "size_y_mm"}
+    assert 0.5 < summary["size_x_mm"] < 2.0 and summary["size_y_mm"] > summary["size_x_mm"]
+    assert set(task_run_states(first, expected=6).values()) == {"Completed"}
+
+    again = run(full_name, small)
+    assert again.state.is_completed(), again.state.message
+    assert again.state.result() == summary
+    assert task_run_states(again, expected=1) == {"summary": "Cached"}
+
+    longer = run(full_name, {**small, "length": 5.0})
+    assert longer.state.is_completed(), longer.state.message
+    states = task_run_states(longer, expected=6)
+    assert states == {"beam": "Cached"} | {name: "Completed" for name in ALL_NODES - {"beam"}}
+
+    # The cache lives on the mounted (shared) filesystem and is indexed in the test's MongoDB database.
+    mounted = Path(lume_env["LUME_MOUNTED_FILESYSTEM__MOUNT_ALIAS"])
+    assert len(list((mounted / "graph-cache").glob("*/*.entry"))) == 11
+    indexed = lume_services.results_store.find(
+        {"result_type": ENTRY_RESULT_TYPE, "flow_name": "beam-emittance"}
+    )
+    # Six entries from the first run, five more after the drift length changed (the beam was reused).
+    assert sorted(result.inputs["node"] for result in indexed) == sorted(
+        ["beam", *(2 * sorted(ALL_NODES - {"beam"}))]
+    )
+    assert {result.flow_run_id for result in indexed} == {str(first.id), str(longer.id)}
