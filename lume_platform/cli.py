@@ -69,16 +69,21 @@ def main(
 def _run(coroutine_fn: Callable[[PrefectClient], Awaitable[T]]) -> T:
     """Run one async step with a Prefect client; turn platform errors into one clear line."""
     from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from lume_platform.registrar import prefect_errors
 
+    api_url = os.environ["PREFECT_API_URL"]
+
     async def with_client() -> T:
         async with get_client() as client:
-            with prefect_errors(f"Prefect at {os.environ['PREFECT_API_URL']}"):
+            with prefect_errors(f"Prefect at {api_url}"):
                 return await coroutine_fn(client)
 
     try:
-        return asyncio.run(with_client())
+        # Explicit: Prefect may have read its settings before the --api-url option was parsed.
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            return asyncio.run(with_client())
     except (LumeError, ValueError) as error:
         errors.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
