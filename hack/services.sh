@@ -28,8 +28,14 @@ mariadb_socket() {
   printf '%s' "$sock"
 }
 
+# local.py run as a file with -P (no script dir on sys.path), not `-m lume_platform.local`: importing the
+# package loads the whole library, which costs seconds on every warm `up`; local.py needs only httpx.
+local_py() {
+  "$VENV/bin/python" -P "$ROOT/lume_platform/local.py" "$@"
+}
+
 local_platform() {
-  "$VENV/bin/python" -m lume_platform.local "$@" --port "$PREFECT_PORT" --pool "$WORK_POOL" \
+  local_py "$@" --port "$PREFECT_PORT" --pool "$WORK_POOL" \
     --state "$PREFECT_STATE" --cwd "$ROOT" --no-ui
 }
 
@@ -61,7 +67,7 @@ stop_pid() {
 free_port() {
   local name=$1 port=$2 owner pid marker cmd
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 0
-  owner=$("$VENV/bin/python" -m lume_platform.local port-owner --port "$port" || true)
+  owner=$(local_py port-owner --port "$port" || true)
   read -r pid marker cmd <<<"$owner"
   if [ -n "${pid:-}" ] && [ "$marker" = "$name" ]; then
     log "stopping leftover $name (pid $pid) on port $port"
