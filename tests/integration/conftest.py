@@ -83,16 +83,18 @@ RunDeployment = Callable[..., FlowRun]
 def run(prefect_api: str) -> RunDeployment:
     """run(full_name, parameters) -> the finished FlowRun (through the worker; bounded wait)."""
 
-    def _run(full_name: str, parameters: dict[str, Any] | None = None) -> FlowRun:
+    def _run(
+        full_name: str, parameters: dict[str, Any] | None = None, timeout: float = RUN_TIMEOUT_SECONDS
+    ) -> FlowRun:
         flow_run = run_deployment(
             full_name,
             parameters=parameters or {},
-            timeout=RUN_TIMEOUT_SECONDS,
+            timeout=timeout,
             as_subflow=False,
             poll_interval=1,
         )
         assert flow_run.state is not None and flow_run.state.is_final(), (
-            f"flow run {flow_run.id} of {full_name} did not finish within {RUN_TIMEOUT_SECONDS}s"
+            f"flow run {flow_run.id} of {full_name} did not finish within {timeout}s"
             f" (state {flow_run.state.type if flow_run.state else None}): is the worker of the test pool up?"
         )
         return flow_run
