@@ -177,25 +177,19 @@ _CHECKS: dict[str, dict[str, Check]] = {
         "deployment_id": _optional_identifier,
     },
 }
-# Keys never change after creation: other rows refer to them.
-_IMMUTABLE = {"project": {"project_name"}, "flow": {"flow_id"}}
 _ROWS: dict[str, Any] = {
     "project": ProjectRow, "model": ModelRow, "deployment": DeploymentRow, "flow": FlowRow,
     "flow_of_flows": FlowOfFlowsRow,
 }
 
 
-def _checked(table: str, values: Mapping[str, Any], *, updating: bool = False) -> dict[str, Any]:
-    """Check ``values`` for ``table``; unknown or (when updating) immutable fields are refused by name."""
+def _checked(table: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``values`` for ``table``; unknown fields are refused by name."""
     allowed = _CHECKS[table]
     unknown = [name for name in values if name not in allowed]
     if unknown:
         raise InvalidRecordError(f"{table} has no field {', '.join(map(repr, unknown))}; "
                                  f"fields: {', '.join(allowed)}")
-    if updating:
-        frozen = [name for name in values if name in _IMMUTABLE.get(table, ())]
-        if frozen:
-            raise InvalidRecordError(f"{table}.{frozen[0]} identifies the row and cannot be changed")
     return {name: allowed[name](f"{table}.{name}", value) for name, value in values.items()}
 
 
@@ -367,7 +361,7 @@ class ModelRegistry:
     def _update(self, record: type[RecordT], table: str, key: Mapping[str, Any], changes: Mapping[str, Any],
                 unique_keys: Callable[[RecordT], Sequence[Mapping[str, Any]]],
                 parents: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> RecordT:
-        checked = _checked(table, changes, updating=True)
+        checked = _checked(table, changes)
         current = self._get(record, table, key)
         if not checked:
             return current
