@@ -83,9 +83,12 @@ build_one() {
     log "$image is up to date ($inputs)"
   else
     log "building $image ($inputs)"
-    local started=$SECONDS
-    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" --label "dev.lume.inputs=$inputs" \
-      -f "$ctx/images/$name/Dockerfile" -t "$image" "$ctx" >/dev/null
+    local started=$SECONDS buildlog="$LUME_STATE/images/$name.build.log"
+    mkdir -p "$LUME_STATE/images"
+    # The legacy builder: Debian's engine has no BuildKit, and it needs nothing but the local base image.
+    DOCKER_BUILDKIT=0 docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" --label "dev.lume.inputs=$inputs" \
+      -f "$ctx/images/$name/Dockerfile" -t "$image" "$ctx" >"$buildlog" 2>&1 \
+      || { tail -n 30 "$buildlog"; rm -rf "$ctx"; die "building $image failed (log: $buildlog)"; }
     log "built $image in $((SECONDS - started)) s"
   fi
   rm -rf "$ctx"
