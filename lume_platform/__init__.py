@@ -5,7 +5,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lume_platform.errors import ConfigurationError, LumeError, UnsafePathError
+from lume_platform.errors import (
+    AlreadyExists,
+    ConfigurationError,
+    ForbiddenQueryError,
+    LumeError,
+    NotFound,
+    QueryError,
+    RegistryError,
+    ResultNotFound,
+    ResultsError,
+    UnsafePathError,
+)
 from lume_platform.files import (
     File,
     HDF5File,
@@ -20,6 +31,8 @@ from lume_platform.services import Services, configure_services, reset_services
 from lume_platform.settings import LumeSettings, load_settings
 
 if TYPE_CHECKING:
+    from lume_platform.registry import ModelRegistry
+    from lume_platform.results import Result, ResultRef, ResultsStore, open_results_store
     from lume_platform.tasks import (
         configure_services_task,
         load_db_result,
@@ -34,6 +47,11 @@ __version__ = "0.1.0"
 # Names that import Prefect are loaded on first use, so that `import lume_platform` stays cheap
 # for the operator and the CLI.
 _LAZY = {
+    "ModelRegistry": "lume_platform.registry",
+    "Result": "lume_platform.results",
+    "ResultRef": "lume_platform.results",
+    "ResultsStore": "lume_platform.results",
+    "open_results_store": "lume_platform.results",
     "configure_services_task": "lume_platform.tasks",
     "load_db_result": "lume_platform.tasks",
     "load_file": "lume_platform.tasks",
@@ -51,14 +69,25 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AlreadyExists",
     "ConfigurationError",
     "File",
+    "ForbiddenQueryError",
     "HDF5File",
     "ImageFile",
     "JSONFile",
     "LumeError",
     "LumeSettings",
+    "ModelRegistry",
+    "NotFound",
     "NumpyFile",
+    "QueryError",
+    "RegistryError",
+    "Result",
+    "ResultNotFound",
+    "ResultRef",
+    "ResultsError",
+    "ResultsStore",
     "Services",
     "TextFile",
     "UnsafePathError",
@@ -69,6 +98,7 @@ __all__ = [
     "load_db_result",
     "load_file",
     "load_settings",
+    "open_results_store",
     "read_task_result",
     "reset_services",
     "save_db_result",
