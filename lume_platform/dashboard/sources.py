@@ -788,22 +788,30 @@ class DashboardData:
         """Health, flows by phase, runs of the last 24 h by state and by hour."""
         now = utc_now()
         since = now - timedelta(hours=24)
-        health_task = asyncio.create_task(self.health())
+        health, flows_read, runs_read = await asyncio.gather(
+            self.health(), self.flows(), self.runs(since=since, limit=MAX_RUNS_READ), return_exceptions=True
+        )
         flows_error = runs_error = None
         flows: list[FlowView] = []
         runs: list[RunView] = []
-        try:
-            flows = await self.flows()
-        except LumeError as error:
-            flows_error = str(error)
-        try:
-            runs = await self.runs(since=since, limit=MAX_RUNS_READ)
-        except LumeError as error:
-            runs_error = str(error)
+        if isinstance(flows_read, LumeError):
+            flows_error = str(flows_read)
+        elif isinstance(flows_read, BaseException):
+            raise flows_read
+        else:
+            flows = flows_read
+        if isinstance(runs_read, LumeError):
+            runs_error = str(runs_read)
+        elif isinstance(runs_read, BaseException):
+            raise runs_read
+        else:
+            runs = runs_read
+        if isinstance(health, BaseException):
+            raise health
         return Overview(
             mode="cluster" if self.config.cluster_mode else "local",
             generated=now,
-            health=await health_task,
+            health=health,
             flows_by_phase=count_phases(flows),
             flows_error=flows_error,
             runs_by_state=count_states(runs),

@@ -6,6 +6,7 @@ const STATE_COLOURS = {
   RUNNING: "#0969da", PENDING: "#bf8700", SCHEDULED: "#d4a72c", PAUSED: "#6e7781", UNKNOWN: "#57606a",
 };
 const PLOT_CONFIG = { displaylogo: false, responsive: true };
+const HOUR_MS = 3600 * 1000;
 
 async function getJson(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
@@ -39,14 +40,16 @@ async function drawRunsPerHour(element) {
     const buckets = overview.runs_per_hour.filter((bucket) => bucket.counts[state] > 0);
     points += buckets.length;
     return {
-      type: "bar", name: state, marker: { color: STATE_COLOURS[state] || "#57606a" },
+      // Each bar spans most of its hour: from the hour's start, 54 minutes wide.
+      type: "bar", name: state, marker: { color: STATE_COLOURS[state] || "#57606a" }, offset: 0, width: HOUR_MS * 0.9,
       x: buckets.map((bucket) => bucket.hour), y: buckets.map((bucket) => bucket.counts[state]),
     };
   });
   const hours = overview.runs_per_hour.map((bucket) => bucket.hour);
+  const end = new Date(Date.parse(hours[hours.length - 1]) + HOUR_MS).toISOString();
   const layout = {
     barmode: "stack", margin: { t: 20, r: 20, b: 50, l: 50 }, yaxis: { title: { text: "runs" }, rangemode: "tozero" },
-    xaxis: { type: "date", range: [hours[0], hours[hours.length - 1]] }, legend: { orientation: "h" },
+    xaxis: { type: "date", range: [hours[0], end] }, legend: { orientation: "h" },
   };
   await Plotly.newPlot(element, traces, layout, PLOT_CONFIG);
   markDrawn(element, points);
@@ -133,7 +136,7 @@ async function setUpSeries(controls) {
   await drawSeries(controls);
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+function drawPage() {
   const charts = [
     ["runs-per-hour-chart", drawRunsPerHour],
     ["run-durations-chart", drawRunDurations],
@@ -146,4 +149,11 @@ document.addEventListener("DOMContentLoaded", () => {
   if (controls) {
     setUpSeries(controls).catch((error) => showError(document.getElementById("result-series-chart"), error.message));
   }
-});
+}
+
+// Deferred scripts normally run before DOMContentLoaded, but not always (e.g. when served from cache).
+if (document.readyState === "loading") {
+  document.addEventListener("DOMContentLoaded", drawPage);
+} else {
+  drawPage();
+}
