@@ -74,9 +74,13 @@ def test_insert_then_get_round_trips_every_value_kind(store: ResultsStore) -> No
     result = Result(
         flow_name="surrogate",
         flow_run_id="9b1c",
-        inputs={"matrix": np.arange(6, dtype=np.float32).reshape(2, 3),
-                "when": datetime(2024, 5, 1, tzinfo=UTC),
-                "blob": b"\x00\x01", "nan": float("nan"), "nested": {"k": [1, "two", None]}},
+        inputs={
+            "matrix": np.arange(6, dtype=np.float32).reshape(2, 3),
+            "when": datetime(2024, 5, 1, tzinfo=UTC),
+            "blob": b"\x00\x01",
+            "nan": float("nan"),
+            "nested": {"k": [1, "two", None]},
+        },
         outputs={"table": frame, "series": pd.Series([3, 4], name="s"), "scalar": np.float64(2.5)},
         tags=["a", "b"],
         result_type="surrogate.v1",
@@ -87,7 +91,11 @@ def test_insert_then_get_round_trips_every_value_kind(store: ResultsStore) -> No
     loaded = store.get(ref)
     assert loaded.unique_hash == result.unique_hash
     assert (loaded.flow_name, loaded.flow_run_id, loaded.tags, loaded.result_type) == (
-        "surrogate", "9b1c", ["a", "b"], "surrogate.v1")
+        "surrogate",
+        "9b1c",
+        ["a", "b"],
+        "surrogate.v1",
+    )
     assert loaded.created == result.created
     np.testing.assert_array_equal(loaded.inputs["matrix"], result.inputs["matrix"])
     assert loaded.inputs["matrix"].dtype == np.float32
@@ -101,11 +109,20 @@ def test_insert_then_get_round_trips_every_value_kind(store: ResultsStore) -> No
 
 
 def test_same_result_twice_is_stored_once_and_returns_the_first_reference(store: ResultsStore) -> None:
-    first = store.insert(Result(flow_name="f", inputs={"a": 1, "b": 2}, outputs={"y": 3}, tags=["first"],
-                                result_type="kind-1"))
+    first = store.insert(
+        Result(flow_name="f", inputs={"a": 1, "b": 2}, outputs={"y": 3}, tags=["first"], result_type="kind-1")
+    )
     # Same flow, inputs and outputs (in another key order), different tags, run, time and type.
-    again = store.insert(Result(flow_name="f", inputs={"b": 2, "a": 1}, outputs={"y": 3}, tags=["second"],
-                                flow_run_id="other-run", result_type="kind-2"))
+    again = store.insert(
+        Result(
+            flow_name="f",
+            inputs={"b": 2, "a": 1},
+            outputs={"y": 3},
+            tags=["second"],
+            flow_run_id="other-run",
+            result_type="kind-2",
+        )
+    )
     assert again == first
     assert again.result_type == "kind-1"
     assert store.count() == 1
@@ -191,12 +208,19 @@ def test_malformed_arguments_are_refused(store: ResultsStore) -> None:
 
 
 @pytest.fixture
-def both_filled(mongo_store: MongoResultsStore, embedded_store: EmbeddedResultsStore
-                ) -> tuple[MongoResultsStore, EmbeddedResultsStore]:
+def both_filled(
+    mongo_store: MongoResultsStore, embedded_store: EmbeddedResultsStore
+) -> tuple[MongoResultsStore, EmbeddedResultsStore]:
     """Both backends holding the same twelve results."""
     results = [sample(i) for i in range(12)]
-    results.append(Result(flow_name="odd", inputs={"index": "12", "flag": True}, outputs={"energy": None},
-                          created=datetime(2024, 1, 2, tzinfo=UTC)))
+    results.append(
+        Result(
+            flow_name="odd",
+            inputs={"index": "12", "flag": True},
+            outputs={"energy": None},
+            created=datetime(2024, 1, 2, tzinfo=UTC),
+        )
+    )
     for backend in (mongo_store, embedded_store):
         backend.insert_many(results)
     return mongo_store, embedded_store
@@ -238,8 +262,9 @@ SAME_ANSWER_FILTERS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("document", SAME_ANSWER_FILTERS, ids=[str(f) for f in SAME_ANSWER_FILTERS])
-def test_both_backends_give_the_same_answer(both_filled: tuple[ResultsStore, ResultsStore],
-                                            document: dict[str, Any]) -> None:
+def test_both_backends_give_the_same_answer(
+    both_filled: tuple[ResultsStore, ResultsStore], document: dict[str, Any]
+) -> None:
     mongo, embedded = both_filled
     found = [[r.unique_hash for r in backend.find(document)] for backend in (mongo, embedded)]
     assert found[0] == found[1]
@@ -248,22 +273,32 @@ def test_both_backends_give_the_same_answer(both_filled: tuple[ResultsStore, Res
 
 @pytest.mark.parametrize(
     "sort",
-    ["created", "-created", "inputs.index", "-inputs.index", "outputs.hits", "-outputs.hits",
-     [("flow_name", 1), ("outputs.energy", -1)], "flow_run_id", "-unique_hash"],
+    [
+        "created",
+        "-created",
+        "inputs.index",
+        "-inputs.index",
+        "outputs.hits",
+        "-outputs.hits",
+        [("flow_name", 1), ("outputs.energy", -1)],
+        "flow_run_id",
+        "-unique_hash",
+    ],
     ids=str,
 )
 def test_both_backends_sort_alike(both_filled: tuple[ResultsStore, ResultsStore], sort: Any) -> None:
     mongo, embedded = both_filled
-    assert ([r.unique_hash for r in mongo.find(sort=sort)]
-            == [r.unique_hash for r in embedded.find(sort=sort)])
+    assert [r.unique_hash for r in mongo.find(sort=sort)] == [r.unique_hash for r in embedded.find(sort=sort)]
     page = {"sort": sort, "skip": 2, "limit": 4}
-    assert ([r.unique_hash for r in mongo.find({"flow_name": {"$ne": "odd"}}, **page)]
-            == [r.unique_hash for r in embedded.find({"flow_name": {"$ne": "odd"}}, **page)])
+    assert [r.unique_hash for r in mongo.find({"flow_name": {"$ne": "odd"}}, **page)] == [
+        r.unique_hash for r in embedded.find({"flow_name": {"$ne": "odd"}}, **page)
+    ]
 
 
 @pytest.mark.parametrize("field", ["flow_name", "tags", "inputs.index", "outputs.hits", "flow_run_id"])
-def test_both_backends_list_the_same_distinct_values(both_filled: tuple[ResultsStore, ResultsStore],
-                                                     field: str) -> None:
+def test_both_backends_list_the_same_distinct_values(
+    both_filled: tuple[ResultsStore, ResultsStore], field: str
+) -> None:
     mongo, embedded = both_filled
     assert mongo.distinct(field) == embedded.distinct(field)
     assert mongo.distinct(field, {"flow_name": "scan"}) == embedded.distinct(field, {"flow_name": "scan"})
@@ -273,8 +308,9 @@ def test_dashboard_reads_by_flow_and_time(store: ResultsStore) -> None:
     store.insert_many([sample(i) for i in range(10)])
     latest = store.find({"flow_name": "scan"}, sort="-created", limit=3)
     assert [r.inputs["index"] for r in latest] == [9, 7, 5]
-    window = store.find({"created": {"$gte": "2024-01-01T00:02:00Z", "$lt": "2024-01-01T00:05:00Z"}},
-                        sort="created")
+    window = store.find(
+        {"created": {"$gte": "2024-01-01T00:02:00Z", "$lt": "2024-01-01T00:05:00Z"}}, sort="created"
+    )
     assert [r.inputs["index"] for r in window] == [2, 3, 4]
     assert store.find_one({"flow_name": "nothing"}) is None
     assert store.find_one(sort="created") is not None
@@ -321,7 +357,9 @@ def test_open_results_store_picks_mongodb(mongodb_url: str, tmp_mongo_database: 
 
 def test_unreachable_mongodb_is_a_clear_error() -> None:
     # Port 9 (discard) on loopback: nothing listens there.
-    with pytest.raises(ResultsError, match=r"could not prepare the indexes .* on MongoDB mongodb://127\.0\.0\.1:9/"):
+    with pytest.raises(
+        ResultsError, match=r"could not prepare the indexes .* on MongoDB mongodb://127\.0\.0\.1:9/"
+    ):
         MongoResultsStore("mongodb://127.0.0.1:9/", "x", timeout_seconds=1)
 
 
@@ -353,3 +391,27 @@ def test_embedded_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     connection.close()
     with pytest.raises(ResultsError, match="schema version 99"):
         EmbeddedResultsStore(path)
+
+
+def test_inside_a_prefect_flow_run_results_default_to_that_run(prefect_api_url: str) -> None:
+    from prefect import flow, task
+    from prefect.runtime import flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    @task
+    def result_in_a_task() -> tuple[str, str | None]:
+        result = Result(inputs={"a": 1})
+        return result.flow_name, result.flow_run_id
+
+    @flow(name="results-default-to-the-run")
+    def make() -> tuple[tuple[str, str | None], tuple[str, str | None], str]:
+        result = Result(inputs={"a": 1})
+        return (result.flow_name, result.flow_run_id), result_in_a_task(), str(flow_run.id)
+
+    with temporary_settings({PREFECT_API_URL: prefect_api_url}):
+        in_flow, in_task, run_id = make()
+    assert in_flow == ("results-default-to-the-run", run_id)
+    assert in_task == ("results-default-to-the-run", run_id)
+    # Explicit values win.
+    with temporary_settings({PREFECT_API_URL: prefect_api_url}):
+        assert flow(name="explicit")(lambda: Result(flow_name="mine", flow_run_id=None).flow_run_id)() is None
