@@ -2,7 +2,8 @@
 
 Encoded values are plain JSON types (dict, list, str, int, float, bool, None), so the same document is
 stored by MongoDB and by the embedded SQLite backend, and hashed canonically. Values JSON cannot hold
-become a tagged object ``{"__lume_type__": <tag>, ...}``; the tag key is reserved in user data.
+become a tagged object ``{"__lume_type__": <tag>, ...}``; the tag key is reserved in user data. A list
+directly inside a list is tagged too, because FerretDB does not store nested arrays.
 """
 
 from __future__ import annotations
@@ -107,7 +108,12 @@ def _encode_sequence(value: list[Any] | tuple[Any, ...]) -> list[Any]:
     encoded = []
     for index, item in enumerate(value):
         try:
-            encoded.append(_encode(item))
+            if isinstance(item, list | tuple):
+                # FerretDB refuses arrays directly inside arrays (and MongoDB paths never walk into them):
+                # an inner list becomes a tagged object, so that matrices store on every backend.
+                encoded.append({TYPE_TAG: "list", "items": _encode_sequence(item)})
+            else:
+                encoded.append(_encode(item))
         except _Unencodable as error:
             error.path.insert(0, f"[{index}]")
             raise
@@ -201,6 +207,8 @@ def _decode_tagged(encoded: Mapping[str, Any]) -> Any:
         return date.fromisoformat(encoded["iso"])
     if tag == "bytes":
         return base64.b64decode(encoded["base64"])
+    if tag == "list":
+        return [decode_value(item) for item in encoded["items"]]
     if tag == "dataframe":
         pandas = _require_pandas(tag)
         index = _decode_index(encoded["index"], pandas)

@@ -108,6 +108,12 @@ def test_insert_then_get_round_trips_every_value_kind(store: ResultsStore) -> No
     assert loaded.outputs["scalar"] == 2.5
 
 
+def test_matrices_as_nested_lists_store_on_every_backend(store: ResultsStore) -> None:
+    outputs = {"matrix": [[1.0, 2.0], [3.0, 4.0]], "ragged": [[1], []]}
+    ref = store.insert(Result(flow_name="grid", outputs=outputs))
+    assert store.get(ref).outputs == outputs
+
+
 def test_same_result_twice_is_stored_once_and_returns_the_first_reference(store: ResultsStore) -> None:
     first = store.insert(
         Result(flow_name="f", inputs={"a": 1, "b": 2}, outputs={"y": 3}, tags=["first"], result_type="kind-1")

@@ -128,6 +128,14 @@ def test_unstorable_values_are_refused_naming_where(value: Any, message: str) ->
         encode_value(value, "inputs")
 
 
+def test_nested_lists_round_trip_and_are_never_stored_as_nested_arrays() -> None:
+    matrix = [[1, 2], [3, [4, 5]], []]
+    encoded = encode_value(matrix)
+    assert all(not isinstance(item, list) for item in encoded)
+    assert round_trip({"m": matrix}) == {"m": [[1, 2], [3, [4, 5]], []]}
+    assert round_trip({"t": ((1, 2), (3, 4))}) == {"t": [[1, 2], [3, 4]]}
+
+
 def test_unknown_tag_is_a_clear_error() -> None:
     with pytest.raises(ResultEncodingError, match="unknown encoded value type 'hologram'"):
         decode_value({TYPE_TAG: "hologram"})
