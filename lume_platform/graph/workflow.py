@@ -11,6 +11,7 @@ from prefect import Flow
 from prefect.flows import Flow as FlowClass
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task as TaskClass
+from prefect.types import BANNED_CHARACTERS, WITHOUT_BANNED_CHARACTERS
 
 from lume_platform.graph.errors import GraphError
 from lume_platform.graph.execution import CompiledGraph, CompiledNode
@@ -64,6 +65,10 @@ class Workflow:
                 raise GraphError(f"workflow output {output!r} is not a graph node (call a @node function)")
             if isinstance(output.base, GraphInput):
                 raise GraphError(f"workflow output {output!r} is a graph input, not a node")
+        if not isinstance(name, str) or not re.fullmatch(WITHOUT_BANNED_CHARACTERS, name):
+            raise GraphError(
+                f"invalid workflow name {name!r}: it names the Prefect flow, so avoid {BANNED_CHARACTERS}"
+            )
         self.name = name
         self.description = description
         self.outputs: tuple[Node | ItemRef, ...] = outputs  # type: ignore[assignment]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -16,6 +17,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import task_input_hash
 
 from lume_platform.graph import (
     ENTRY_RESULT_TYPE,
@@ -234,6 +237,32 @@ def test_independent_nodes_run_concurrently(prefect_server: str) -> None:
     assert latest_start < earliest_end, "the three independent naps did not overlap in Prefect's records"
     assert elapsed < 3 * seconds, f"three {seconds}s naps took {elapsed:.1f}s: they ran one after another"
     assert runs["joined"].start_time >= max(run.end_time for run in naps)  # type: ignore[operator,type-var]
+
+
+def test_flow_options_choose_the_task_runner(prefect_server: str) -> None:
+    sleepers = [nap(0.5, label).set_name(f"nap_{label}") for label in ("a", "b", "c")]
+    workflow = Workflow(join(*sleepers).set_name("joined"), name=unique("one-worker"))
+    workflow.set_flow_options({"task_runner": ThreadPoolTaskRunner(max_workers=1)})
+    state = run_state(workflow)
+    assert state.result() == ["a", "b", "c"]
+    runs = recorded_task_runs(state, expected=4)
+    naps = sorted((runs[f"nap_{label}"] for label in ("a", "b", "c")), key=lambda run: run.start_time)  # type: ignore[arg-type,return-value]
+    for earlier, later in itertools.pairwise(naps):
+        assert earlier.end_time <= later.start_time, "one worker thread ran two naps at once"  # type: ignore[operator]
+
+
+def test_prefect_cache_options_work_per_node_without_graph_storage(prefect_server: str) -> None:
+    x = graph_input("x", annotation=float)
+    cached = scale(x, 2.0).set_name("cached_by_prefect")
+    workflow = Workflow(add(cached, 1.0).set_name("plain"), name=unique("prefect-cache"))
+    workflow.query("cached_.*").set_task_args({"cache_key_fn": task_input_hash})
+    token = time.time()  # a fresh input: earlier test sessions cannot have cached it
+    assert workflow.run(x=token) == token * 2 + 1
+    second = run_state(workflow, x=token)
+    assert second.result() == token * 2 + 1
+    states = {name: run.state.name for name, run in recorded_task_runs(second, expected=2).items()}  # type: ignore[union-attr]
+    assert states == {"cached_by_prefect": "Cached", "plain": "Completed"}
+    assert executed == Counter({"scale": 1, "add": 2})
 
 
 def cached_diamond(storage: GraphStorage) -> Workflow:

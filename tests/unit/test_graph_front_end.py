@@ -202,3 +202,5 @@ def test_outputs_must_be_nodes() -> None:
         Workflow(3)  # type: ignore[arg-type]
     with pytest.raises(GraphError, match="is a graph input"):
         Workflow(graph_input("x"))
+    with pytest.raises(GraphError, match="invalid workflow name"):
+        Workflow(add(1, 2), name="a/b")
