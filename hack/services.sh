@@ -77,17 +77,37 @@ free_port() {
   die "cannot start $name: 127.0.0.1:$port is already used by ${pid:+pid $pid ($cmd)}${pid:-an unknown process}"
 }
 
-# wait_until NAME LOG CMD...: poll CMD until it succeeds, or fail with the tail of LOG.
-wait_until() {
-  local name=$1 logfile=$2 deadline=$((SECONDS + READY_TIMEOUT))
-  shift 2
+# answers_within SECONDS CMD...: poll CMD until it succeeds (0) or SECONDS pass (1).
+answers_within() {
+  local deadline=$((SECONDS + $1))
+  shift
   until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      tail -n 40 "$logfile" >&2 || true
-      die "$name did not answer within ${READY_TIMEOUT}s (log: $logfile)"
-    fi
+    [ $SECONDS -lt $deadline ] || return 1
     sleep 0.5
   done
+}
+
+# wait_until NAME LOG CMD...: poll CMD until it succeeds, or fail with the tail of LOG.
+wait_until() {
+  local name=$1 logfile=$2
+  shift 2
+  if ! answers_within "$READY_TIMEOUT" "$@"; then
+    tail -n 40 "$logfile" >&2 || true
+    die "$name did not answer within ${READY_TIMEOUT}s (log: $logfile)"
+  fi
+}
+
+# running_and_answering NAME BINARY CMD...: NAME runs and CMD gets an answer from it. A live but
+# silent process gets its usual start-up time first (on a loaded machine a ping can be slow);
+# only then is it stopped, so that the caller starts it afresh.
+running_and_answering() {
+  local name=$1 binary=$2 pid
+  shift 2
+  pid=$(pid_alive "$name" "$binary") || return 1
+  answers_within "$READY_TIMEOUT" "$@" && return 0
+  log "restarting unresponsive $name (pid $pid)"
+  stop_pid "$pid"
+  return 1
 }
 
 # start_detached NAME LOG CMD...: run CMD in its own session, record its pid.
@@ -107,11 +127,7 @@ mariadb_client() {
 mariadb_up() {
   apt_install mariadb-server mariadb-client
   mkdir -p "$MARIADB_DIR"
-  if pid_alive mariadb mariadbd >/dev/null && mariadb_client -e 'SELECT 1' >/dev/null 2>&1; then
-    return 0
-  fi
-  local pid
-  pid=$(pid_alive mariadb mariadbd) && { log "restarting unresponsive mariadb (pid $pid)"; stop_pid "$pid"; }
+  running_and_answering mariadb mariadbd mariadb_client -e 'SELECT 1' && return 0
   free_port mariadb "$MYSQL_PORT"
   if [ ! -d "$MARIADB_DIR/data/mysql" ]; then
     log "mariadb: initialising $MARIADB_DIR/data"
@@ -170,11 +186,7 @@ mongodb_ping() {
 ferretdb_up() {
   ferretdb_build
   mkdir -p "$FERRETDB_DIR/data" "$FERRETDB_DIR/state"
-  if pid_alive ferretdb ferretdb >/dev/null && mongodb_ping >/dev/null 2>&1; then
-    return 0
-  fi
-  local pid
-  pid=$(pid_alive ferretdb ferretdb) && { log "restarting unresponsive ferretdb (pid $pid)"; stop_pid "$pid"; }
+  running_and_answering ferretdb ferretdb mongodb_ping && return 0
   free_port ferretdb "$MONGODB_PORT"
   log "ferretdb: starting on 127.0.0.1:$MONGODB_PORT"
   # --debug-addr=-: its metrics listener would otherwise take 127.0.0.1:8088 from someone else.

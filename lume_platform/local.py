@@ -59,7 +59,8 @@ class ManagedProcess:
     """One detached process with a pid file and a log in the state dir.
 
     ``prepare`` runs (idempotently) before the process is ensured, e.g. to create what it needs;
-    ``ready`` tells whether a process started at wall time ``started_at`` serves.
+    ``ready`` tells whether a process started at wall time ``started_at`` serves. ``identity`` tells
+    apart same-named processes of different platforms (e.g. the API URL a worker serves).
     """
 
     name: str
@@ -70,6 +71,12 @@ class ManagedProcess:
     ready_timeout: float
     port: int | None = None
     prepare: Callable[[], None] | None = None
+    identity: str = ""
+
+    @property
+    def marker(self) -> str:
+        """The value of MANAGED_MARKER in the environment of this process."""
+        return f"{self.name}@{self.identity}" if self.identity else self.name
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,31 @@ def port_owner(port: int) -> int | None:
         except (FileNotFoundError, PermissionError, ProcessLookupError):
             continue
     return None
+
+
+def marked_processes(marker: str, argv: Sequence[str]) -> list[int]:
+    """PIDs of live processes started with the arguments of ``argv`` whose MANAGED_MARKER is ``marker``.
+
+    Matching the arguments too leaves alone the children (e.g. flow runs) that merely inherited
+    the marker; the program itself may differ (another checkout's virtualenv).
+    """
+    wanted = [arg.encode() for arg in argv[1:]]
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        pid = int(proc.name)
+        if _process_environ(pid).get(MANAGED_MARKER) != marker:
+            continue
+        try:
+            arguments = (proc / "cmdline").read_bytes().split(b"\0")[1:-1]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if arguments != wanted:
+            continue
+        if _process_start_ticks(pid) is not None:
+            found.append(pid)
+    return found
 
 
 def port_in_use(port: int) -> bool:
@@ -235,22 +267,32 @@ class ProcessSupervisor:
                     stop_pid(pid)
                     break
                 time.sleep(0.5)
+        self._stop_leftovers(process)
         self._free_port(process)
         return self._start(process)
 
     def stop(self, process: ManagedProcess) -> bool:
-        """Stop ``process`` by its pid; return whether it was running."""
+        """Stop ``process`` (and leftovers of it whose pid file is lost); return whether one ran."""
         pid = self.running_pid(process.name)
         if pid is not None:
             stop_pid(pid)
         self.pid_file(process.name).unlink(missing_ok=True)
-        return pid is not None
+        return self._stop_leftovers(process) or pid is not None
+
+    def _stop_leftovers(self, process: ManagedProcess) -> bool:
+        # Started by an earlier run whose pid file is lost (state dir removed, another checkout):
+        # a leftover worker would otherwise keep taking this platform's flow runs.
+        leftovers = marked_processes(process.marker, process.argv)
+        for pid in leftovers:
+            print(f"stopping leftover {process.name} (pid {pid})", file=sys.stderr)
+            stop_pid(pid)
+        return bool(leftovers)
 
     def _free_port(self, process: ManagedProcess) -> None:
         if process.port is None or not port_in_use(process.port):
             return
         owner = port_owner(process.port)
-        if owner is not None and _process_environ(owner).get(MANAGED_MARKER) == process.name:
+        if owner is not None and _process_environ(owner).get(MANAGED_MARKER) == process.marker:
             # Ours from an earlier run whose pid file is lost (state dir removed, another checkout).
             print(
                 f"stopping leftover {process.name} (pid {owner}) on port {process.port}",
@@ -268,7 +310,7 @@ class ProcessSupervisor:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_file(process.name)
-        env = {**process.env, MANAGED_MARKER: process.name}
+        env = {**process.env, MANAGED_MARKER: process.marker}
         started_at = time.time()
         with log_path.open("ab") as log:
             log.write(f"\n--- {datetime.now().isoformat()} starting: {' '.join(process.argv)}\n".encode())
@@ -470,6 +512,7 @@ class LocalPlatform:
             ready=lambda _started_at: self.healthy(),
             ready_timeout=SERVER_READY_TIMEOUT,
             port=self.port,
+            identity=self.api_url,
         )
 
     def _worker_process(self) -> ManagedProcess:
@@ -488,6 +531,7 @@ class LocalPlatform:
             ready=worker_ready,
             ready_timeout=WORKER_READY_TIMEOUT,
             prepare=self.ensure_work_pool,
+            identity=f"{self.api_url} {self.work_pool}",
         )
 
 
