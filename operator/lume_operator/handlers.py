@@ -98,6 +98,7 @@ async def sync_flow(
     patch: kopf.Patch,
     memo: kopf.Memo,
     retry: int,
+    new: bool = False,
 ) -> None:
     """Bring the Flow's deployment in line with its spec and write the outcome to its status."""
     now = build.now_iso()
@@ -109,7 +110,7 @@ async def sync_flow(
         return
     registrar: Registrar = memo.registrar
     try:
-        result = await registrar.ensure(name, flow_spec, deployment_id=current.get("deploymentId"))
+        result = await registrar.ensure(name, flow_spec, deployment_id=current.get("deploymentId"), new=new)
     except DeploymentRejected as error:
         patch.status.update(build.flow_invalid(current, str(error), generation, now))
         return
@@ -141,11 +142,22 @@ async def reconcile_flow(
     patch: kopf.Patch,
     memo: kopf.Memo,
     retry: int,
+    reason: kopf.Reason,
     **_: Any,
 ) -> None:
     """Create, update, resume, or an event-driven resync (an annotation from lume_operator.drift)."""
     with metrics.flow_sync(namespace, name, patch):
-        await sync_flow(name, namespace, spec, status, meta.get("generation"), patch, memo, retry)
+        await sync_flow(
+            name,
+            namespace,
+            spec,
+            status,
+            meta.get("generation"),
+            patch,
+            memo,
+            retry,
+            new=reason == kopf.Reason.CREATE and retry == 0,
+        )
 
 
 @kopf.timer(
