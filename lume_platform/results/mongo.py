@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +30,8 @@ _ORDER = "_order"
 _HIDDEN = {"_id": 0, _ORDER: 0}
 # Above this many duplicates in one bulk insert, one `$in` query beats one `_id` look-up each.
 _SINGLE_LOOKUPS = 32
+# Documents per insert_many round trip in the pipelined bulk path.
+_CHUNK = 1000
 
 
 class MongoResultsStore(ResultsStore):
@@ -97,28 +100,46 @@ class MongoResultsStore(ResultsStore):
                 return existing[document["unique_hash"]]
         return ref_of(document)
 
+    def _insert_chunk(self, documents: list[dict[str, Any]]) -> list[str]:
+        """Insert ``documents`` (unordered); return the hashes that were stored already."""
+        try:
+            self._collection.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            write_errors = error.details.get("writeErrors", [])
+            others = [e for e in write_errors if e.get("code") != _DUPLICATE_KEY]
+            if others or error.details.get("writeConcernErrors"):
+                raise ResultsError(f"could not insert results on MongoDB {self.url}: "
+                                   f"{(others or error.details['writeConcernErrors'])[0]}") from error
+            return [documents[e["index"]]["unique_hash"] for e in write_errors]
+        return []
+
     def insert_many(self, results: Iterable[Result]) -> list[ResultRef]:
-        documents = [self.stored_document(result) for result in results]
-        # Equal results within one batch are stored once.
-        first_by_hash: dict[str, dict[str, Any]] = {}
-        for document in documents:
-            first_by_hash.setdefault(document["unique_hash"], document)
-        new_documents = list(first_by_hash.values())
-        refs = {h: ref_of(d) for h, d in first_by_hash.items()}
-        if not new_documents:
-            return []
-        with self._translating("insert results"):
-            try:
-                self._collection.insert_many(new_documents, ordered=False)
-            except BulkWriteError as error:
-                write_errors = error.details.get("writeErrors", [])
-                others = [e for e in write_errors if e.get("code") != _DUPLICATE_KEY]
-                if others or error.details.get("writeConcernErrors"):
-                    raise ResultsError(f"could not insert results on MongoDB {self.url}: "
-                                       f"{(others or error.details['writeConcernErrors'])[0]}") from error
-                duplicates = [new_documents[e["index"]]["unique_hash"] for e in write_errors]
-                refs.update(self._existing_refs(duplicates))
-        return [refs[document["unique_hash"]] for document in documents]
+        hashes: list[str] = []
+        refs: dict[str, ResultRef] = {}
+        duplicates: list[str] = []
+        pending: Future[list[str]] | None = None
+        chunk: list[dict[str, Any]] = []
+        # Encoding a chunk (Python) overlaps with the server storing the previous one (a wait on the
+        # socket, which releases the GIL): the bulk path then costs about the server's time alone.
+        with self._translating("insert results"), ThreadPoolExecutor(1, "lume-results-insert") as sender:
+            for result in results:
+                document = self.stored_document(result)
+                unique_hash = document["unique_hash"]
+                hashes.append(unique_hash)
+                if unique_hash in refs:
+                    continue  # equal results within one call are stored once
+                refs[unique_hash] = ref_of(document)
+                chunk.append(document)
+                if len(chunk) == _CHUNK:
+                    if pending is not None:
+                        duplicates.extend(pending.result())
+                    pending, chunk = sender.submit(self._insert_chunk, chunk), []
+            if pending is not None:
+                duplicates.extend(pending.result())
+            if chunk:
+                duplicates.extend(self._insert_chunk(chunk))
+            refs.update(self._existing_refs(duplicates))
+        return [refs[unique_hash] for unique_hash in hashes]
 
     def get(self, ref: RefLike) -> Result:
         unique_hash = as_ref(ref).unique_hash

@@ -161,6 +161,17 @@ def test_insert_many_with_many_duplicates(store: ResultsStore) -> None:
     assert store.count() == 60
 
 
+def test_insert_many_across_several_round_trips(store: ResultsStore) -> None:
+    # More than one pipelined chunk (1,000 documents) of the MongoDB backend, with duplicates of stored
+    # results and of results earlier in the same call spread over the chunks.
+    stored = store.insert_many([sample(i) for i in range(0, 2400, 2)])
+    batch = [sample(i) for i in range(2400)] + [sample(5), sample(2398)]
+    refs = store.insert_many(batch)
+    assert [r.unique_hash for r in refs] == [r.unique_hash for r in batch]
+    assert refs[0:2400:2] == stored
+    assert store.count() == 2400
+
+
 def test_unique_index_exists_as_soon_as_the_store_connects(
     mongodb_url: str, tmp_mongo_database: str, tmp_path: Path
 ) -> None:
