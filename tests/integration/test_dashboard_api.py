@@ -190,7 +190,9 @@ def test_the_openapi_document_fuzzed_finds_no_server_error(dashboard: Dashboard)
         "--max-examples", "20", "--seed", "20261126", "--workers", "1", "--request-timeout", "60",
         "--phases", "examples,coverage,fuzzing", "--max-time", "150", "--no-color",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=FUZZ_TIMEOUT_SECONDS, check=False)
+    # Run in the output folder: schemathesis keeps its example database in the working directory.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=FUZZ_TIMEOUT_SECONDS, check=False,
+                          cwd=OUTPUT)
     report.write_text(done.stdout + done.stderr)
     assert done.returncode == 0, f"schemathesis found problems (report {report}):\n{done.stdout[-6000:]}"
     assert "passed" in done.stdout.lower(), done.stdout[-2000:]

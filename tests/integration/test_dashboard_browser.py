@@ -404,7 +404,7 @@ def own_ferretdb(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]
     data.mkdir()
     process = subprocess.Popen(
         [str(FERRETDB), "--handler=sqlite", f"--sqlite-url=file:{data}/", f"--listen-addr=127.0.0.1:{port}",
-         "--telemetry=disable", "--log-level=error"],
+         "--telemetry=disable", "--log-level=error", f"--state-dir={data}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
 
@@ -452,3 +452,100 @@ def test_a_stopped_results_store_turns_its_health_red_with_the_error(
             assert page.errors == [], page.errors
         finally:
             page.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_namespace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, Path]]:
+    """A namespace of its own on the test cluster's API server, the CRDs, and an operator kubeconfig."""
+    if not os.environ.get("KUBECONFIG"):
+        pytest.fail("KUBECONFIG not set: run `hack/cluster.sh up` and source .state/cluster.env "
+                    "(hack/test.sh does both)")
+    from lume_operator.testing import (
+        CRD_DIR,
+        Kube,
+        delete_service_account_rbac,
+        kubectl,
+        service_account_kubeconfig,
+    )
+
+    kube = Kube()
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    for crd in ("flows.lume.dev", "flowruns.lume.dev"):
+        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    namespace = f"lume-dash-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", namespace)
+    kubeconfig = service_account_kubeconfig(namespace, tmp_path_factory.mktemp("operator") / "kubeconfig")
+    yield kube, namespace, kubeconfig
+    for item in kube.list(namespace, "flows"):
+        kube.patch(namespace, "flows", item["metadata"]["name"], {"metadata": {"finalizers": None}})
+    delete_service_account_rbac(namespace)
+    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_flow_in_error_shows_its_message_and_the_operator_its_heartbeat(
+    browser: Any, platform_data: PlatformData, cluster_namespace: tuple[Any, str, Path], tmp_path: Path
+) -> None:
+    from lume_operator.testing import OperatorProcess, flow_manifest
+
+    kube, namespace, kubeconfig = cluster_namespace
+    operator = OperatorProcess(kubeconfig, namespace)
+    operator.start()
+    try:
+        wait_for("the operator's liveness endpoint", operator.healthy, timeout=90)
+        good = f"text-model-{uuid.uuid4().hex[:6]}"
+        kube.create(namespace, "flows", flow_manifest(good, {
+            "entrypoint": "examples/flows/text_model.py:text_model",
+            "workPool": os.environ["LUME_TEST_WORK_POOL"],
+            "schedules": [{"slug": "nightly", "cron": "0 3 * * *", "active": False}],
+        }))
+        # The CRD's schema lets this through; FlowSpec refuses it, so the operator reports Error.
+        kube.create(namespace, "flows", flow_manifest("broken", {
+            "entrypoint": "examples/flows/text_model.py:text_model", "env": {"not a name": "x"},
+        }))
+
+        def phase(name: str) -> str | None:
+            return ((kube.get(namespace, "flows", name) or {}).get("status") or {}).get("phase")
+
+        wait_for(f"Flow {good} Ready", lambda: phase(good) == "Ready", timeout=120)
+        wait_for("Flow broken in Error", lambda: phase("broken") == "Error", timeout=120)
+        message = kube.get(namespace, "flows", "broken")["status"]["message"]
+
+        env = {**os.environ, **platform_data.lume_env, "LUME_DASHBOARD_NAMESPACE": namespace,
+               "LUME_DASHBOARD_OPERATOR_URL": f"http://127.0.0.1:{operator.liveness_port}/healthz",
+               "LUME_DASHBOARD_TIMEOUT_SECONDS": "3"}
+        with Dashboard(tmp_path / "state", env, name="dashboard-cluster") as cluster:
+            page = Page(browser, cluster.url)
+            try:
+                view = page.open("/flows")
+                broken = view.locator("article[data-flow='broken']")
+                assert broken.get_attribute("data-phase") == "Error"
+                shown = broken.locator(".flow-message").inner_text()
+                assert shown == message and "not a name" in shown, (shown, message)
+                assert "InvalidSpec" in broken.locator("table.conditions").inner_text()
+                ready = view.locator(f"article[data-flow='{good}']")
+                assert ready.get_attribute("data-phase") == "Ready"
+                assert "nightly: cron 0 3 * * * (inactive)" in ready.inner_text()
+                assert ready.locator("a", has_text="deployment in Prefect UI").count() == 1
+                page.screenshot("flow-in-error")
+
+                view = page.open("/")
+                assert view.locator("td[data-phase='Error']").inner_text() == "1"
+                assert view.locator("td[data-phase='Ready']").inner_text() == "1"
+                assert view.locator(".card[data-service='Operator']").get_attribute("data-state") == "up"
+                page.chart("#runs-per-hour-chart")
+
+                # The operator removes the deployments from the shared Prefect before it goes.
+                for name in (good, "broken"):
+                    kube.delete(namespace, "flows", name)
+                wait_for("both Flows deleted", lambda: not kube.list(namespace, "flows"), timeout=120)
+                operator.stop()
+                view = page.open("/")
+                card = view.locator(".card[data-service='Operator']")
+                assert card.get_attribute("data-state") == "down"
+                assert str(operator.liveness_port) in card.locator(".error-text").inner_text()
+                page.screenshot("operator-down")
+                assert page.errors == [], page.errors
+            finally:
+                page.close()
+    finally:
+        operator.stop()
