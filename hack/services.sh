@@ -6,9 +6,10 @@ source "$(dirname "$0")/lib.sh"
 
 SERVICES_DIR=$LUME_STATE/services
 SERVICES_ENV=$LUME_STATE/services.env
-MYSQL_PORT=13306 MYSQL_USER=lume MYSQL_PASSWORD=lume MYSQL_DATABASE=lume_test
-MONGODB_PORT=27018
-PREFECT_PORT=14200 WORK_POOL=lume-test
+# The ports are the contract with the tests; overriding them runs a second, separate set of services.
+MYSQL_PORT=${LUME_SERVICES_MYSQL_PORT:-13306} MYSQL_USER=lume MYSQL_PASSWORD=lume MYSQL_DATABASE=lume_test
+MONGODB_PORT=${LUME_SERVICES_MONGODB_PORT:-27018}
+PREFECT_PORT=${LUME_SERVICES_PREFECT_PORT:-14200} WORK_POOL=lume-test
 FERRETDB_VERSION=v1.24.2
 FERRETDB_BIN=$LUME_CACHE/bin/ferretdb-$FERRETDB_VERSION
 READY_TIMEOUT=${LUME_SERVICES_READY_TIMEOUT:-90}
@@ -62,9 +63,10 @@ stop_pid() {
   sleep 0.5
 }
 
-# free_port NAME PORT: make sure nothing holds PORT. A leftover of our own earlier run (its pid file
-# lost, or from another checkout) is stopped; anything else is an error that names the process.
-free_port() {
+# stop_leftover NAME PORT: stop the process on PORT if it is our NAME from an earlier run whose pid
+# file is lost (state dir removed, another checkout). Fails, naming the holder, if PORT is taken by
+# anything else; succeeds when PORT is free.
+stop_leftover() {
   local name=$1 port=$2 owner pid marker cmd
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 0
   owner=$(local_py port-owner --port "$port" || true)
@@ -74,7 +76,13 @@ free_port() {
     stop_pid "$pid"
     return 0
   fi
-  die "cannot start $name: 127.0.0.1:$port is already used by ${pid:+pid $pid ($cmd)}${pid:-an unknown process}"
+  HOLDER="${pid:+pid $pid ($cmd)}${pid:-an unknown process}"
+  return 1
+}
+
+# free_port NAME PORT: make sure nothing holds PORT before NAME starts there.
+free_port() {
+  stop_leftover "$1" "$2" || die "cannot start $1: 127.0.0.1:$2 is already used by $HOLDER"
 }
 
 # answers_within SECONDS CMD...: poll CMD until it succeeds (0) or SECONDS pass (1).
@@ -129,12 +137,18 @@ mariadb_up() {
   mkdir -p "$MARIADB_DIR"
   running_and_answering mariadb mariadbd mariadb_client -e 'SELECT 1' && return 0
   free_port mariadb "$MYSQL_PORT"
-  if [ ! -d "$MARIADB_DIR/data/mysql" ]; then
+  # The mark is written last: a data dir left half-made by an interrupted run is set aside (never
+  # deleted: it might hold something) and made again.
+  if [ ! -f "$MARIADB_DIR/data/.lume-initialised" ]; then
+    if [ -e "$MARIADB_DIR/data" ]; then
+      log "mariadb: moving the unfinished data dir aside to data.unfinished-$(date +%s)"
+      mv "$MARIADB_DIR/data" "$MARIADB_DIR/data.unfinished-$(date +%s)"
+    fi
     log "mariadb: initialising $MARIADB_DIR/data"
-    rm -rf "$MARIADB_DIR/data"
     mariadb-install-db --no-defaults --user=root --datadir="$MARIADB_DIR/data" \
       --auth-root-authentication-method=socket --skip-test-db >"$MARIADB_DIR/install.log" 2>&1 ||
       { tail -n 40 "$MARIADB_DIR/install.log" >&2; die "mariadb-install-db failed"; }
+    touch "$MARIADB_DIR/data/.lume-initialised"
   fi
   log "mariadb: starting on 127.0.0.1:$MYSQL_PORT"
   # --user=root: mariadbd refuses root otherwise, and the data dir belongs to whoever runs the tests.
@@ -164,8 +178,8 @@ ferretdb_build() {
   if [ ! -x "$FERRETDB_BIN" ]; then
     log "ferretdb: building $FERRETDB_VERSION from the Go module proxy (about a minute)"
     local moddir work
-    moddir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
-      sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    moddir=$(cd /tmp && go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
+      "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin).get("Dir", ""))')
     [ -d "$moddir" ] || die "go mod download of FerretDB $FERRETDB_VERSION failed"
     work=$(mktemp -d)
     # The module as served lacks its generated version file; without it the binary panics at start.
@@ -232,19 +246,21 @@ cmd_up() {
 }
 
 cmd_down() {
-  local purge=${1:-} name pid
+  local purge=${1:-} name binary port pid
   mkdir -p "$SERVICES_DIR"
   exec 9>"$SERVICES_DIR/.lock"
   flock 9
   if [ -x "$VENV/bin/python" ]; then
     local_platform down
   fi
-  for name in ferretdb:ferretdb mariadb:mariadbd; do
-    if pid=$(pid_alive "${name%%:*}" "${name#*:}"); then
-      log "stopping ${name%%:*} (pid $pid)"
+  for name in ferretdb:ferretdb:$MONGODB_PORT mariadb:mariadbd:$MYSQL_PORT; do
+    IFS=: read -r name binary port <<<"$name"
+    if pid=$(pid_alive "$name" "$binary"); then
+      log "stopping $name (pid $pid)"
       stop_pid "$pid"
     fi
-    rm -f "$SERVICES_DIR/${name%%:*}.pid"
+    rm -f "$SERVICES_DIR/$name.pid"
+    [ -x "$VENV/bin/python" ] && { stop_leftover "$name" "$port" || log "left alone: port $port is used by $HOLDER"; }
   done
   rm -f "$SERVICES_ENV"
   if [ "$purge" = --purge ]; then
