@@ -75,6 +75,12 @@ class CompiledGraph:
             entry.input_names = [parent.name for parent in upstream if isinstance(parent, GraphInput)]
             # Computed once when the flow is generated: hashing sources on every run is wasted work.
             entry.identity = function_identity(entry.node.function) if storage is not None else ""
+            if storage is not None:
+                # Literal arguments never change between runs: an argument without a stable encoding
+                # is reported now, when the flow is generated, rather than in the middle of a run.
+                where = f"node {entry.name!r}"
+                canonical(list(entry.node.args), _placeholder, f"{where} positional arguments")
+                canonical(entry.node.kwargs, _placeholder, f"{where} keyword arguments")
             entry.compute_task = self._task(entry, self._compute_function(entry))
             entry.load_task = self._task(entry, self._load_function(entry))
 
@@ -293,6 +299,10 @@ class CompiledGraph:
         )
         run_graph.__name__ = run_graph.__qualname__ = self.workflow_name.replace("-", "_")
         return run_graph
+
+
+def _placeholder(ref: Ref) -> None:
+    return None
 
 
 def _constant(name: str) -> Callable[[], str]:

@@ -183,12 +183,13 @@ def test_tuple_and_dict_items_feed_downstream_nodes_and_outputs(prefect_server: 
     pair = split(x).set_name("pair")
     info = describe(pair[1]).set_name("info")
     total = add(pair[0], info["nested"][1][0]).set_name("total")
-    workflow = Workflow(total, info["sign"], pair[1], name=unique("items"))
+    bundle = join([pair[0], {"sign": info["sign"]}]).set_name("bundle")  # references nested in a list
+    workflow = Workflow(total, info["sign"], pair[1], bundle, name=unique("items"))
     state = run_state(workflow, x=-2.0)
     assert state.is_completed()
     # pair = (-2, -20); info.nested[1][0] = -40; total = -42
-    assert state.result() == (-42.0, "-", -20.0)
-    assert set(recorded_task_runs(state, expected=3)) == {"pair", "info", "total"}
+    assert state.result() == (-42.0, "-", -20.0, [[-2.0, {"sign": "-"}]])
+    assert set(recorded_task_runs(state, expected=4)) == {"pair", "info", "total", "bundle"}
 
 
 def test_a_missing_item_fails_the_consuming_node_with_a_clear_message(prefect_server: str) -> None:

@@ -87,6 +87,28 @@ def test_keys_change_exactly_downstream_of_a_changed_input(tmp_path: Path) -> No
     assert compiled.by_name(compiled.keys({"x": 1.0, "y": 2.0})) == before
 
 
+def test_keys_follow_items_of_inputs_and_references_nested_in_arguments(tmp_path: Path) -> None:
+    config = graph_input("config")
+    uses_a = scale(config["a"]).set_name("uses_a")
+    uses_b = scale(config["b"]).set_name("uses_b")
+    nested = add([uses_a, {"b": uses_b}], 0).set_name("nested")
+    compiled = Workflow(nested).set_storage(tmp_path).compile()
+    base = compiled.by_name(compiled.keys({"config": {"a": 1.0, "b": 2.0}}))
+    changed_b = compiled.by_name(compiled.keys({"config": {"a": 1.0, "b": 3.0}}))
+    assert base["uses_a"] == changed_b["uses_a"]
+    assert base["uses_b"] != changed_b["uses_b"]
+    assert base["nested"] != changed_b["nested"]
+
+
+def test_literal_arguments_without_a_stable_encoding_fail_when_the_flow_is_generated(tmp_path: Path) -> None:
+    workflow = Workflow(add(object(), 1).set_name("opaque"))
+    workflow.generate_flow()  # without storage no key is needed
+    with pytest.raises(
+        GraphError, match=r"node 'opaque' positional arguments\[0\]: cannot derive a cache key"
+    ):
+        workflow.set_storage(tmp_path).generate_flow()
+
+
 def test_plan_skips_ancestors_of_stored_nodes(tmp_path: Path) -> None:
     x = graph_input("x")
     first = scale(x).set_name("first")
