@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -148,8 +148,11 @@ class ResultsDBSettings(_Group):
         credentials = ""
         if self.username is not None and self.password is not None:
             credentials = f"{quote_plus(self.username)}:{quote_plus(self.password.get_secret_value())}@"
-        query = "" if self.authmechanism == "DEFAULT" else f"?authMechanism={quote_plus(self.authmechanism)}"
-        return f"mongodb://{credentials}{self.host}:{self.port}/{query}"
+        query = {str(key): _query_value(value) for key, value in self.options.items()}
+        if self.authmechanism != "DEFAULT":
+            query["authMechanism"] = self.authmechanism
+        suffix = f"?{urlencode(query)}" if query else ""
+        return f"mongodb://{credentials}{self.host}:{self.port}/{suffix}"
 
     def database_name(self) -> str:
         """``__DATABASE``, else the database in the URL path, else ``lume``."""
@@ -160,6 +163,11 @@ class ResultsDBSettings(_Group):
             if path:
                 return path
         return DEFAULT_RESULTS_DATABASE
+
+
+def _query_value(value: Any) -> str:
+    # MongoDB URI options spell booleans in lower case.
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class MountedFilesystemSettings(_Group):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lume_platform.errors import ConfigurationError
+from lume_platform.errors import ConfigurationError, UnknownFilesystemError
+from lume_platform.services import Services, configure_services, reset_services
 from lume_platform.settings import load_settings
 
 MYSQL = {
@@ -98,6 +99,14 @@ def test_mongodb_without_credentials_and_with_an_auth_mechanism() -> None:
         }
     )
     assert settings.results_db_url == "mongodb://m:27018/?authMechanism=PLAIN"
+
+
+def test_mongodb_client_options_of_lume_services_go_into_the_url() -> None:
+    settings = load_settings({**MONGO, "LUME_RESULTS_DB__OPTIONS": '{"tls": true, "replicaSet": "rs0"}'})
+    assert (
+        settings.results_db_url
+        == "mongodb://root:s3%3Acr%40t@mongodb.lume.svc:27017/?tls=true&replicaSet=rs0"
+    )
 
 
 def test_results_db_url_form_takes_the_database_from_the_path_unless_named() -> None:
@@ -212,3 +221,58 @@ def test_process_environment_is_read_when_no_mapping_is_given(monkeypatch: pytes
     monkeypatch.setenv("LUME_MODEL_DB__PORT", "x")
     with pytest.raises(ConfigurationError):
         load_settings()
+
+
+def test_services_are_cached_per_process_and_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUME_HOME", str(tmp_path / "first"))
+    reset_services()
+    try:
+        first = configure_services()
+        assert configure_services() is first
+        assert first.filesystem("local").root == tmp_path / "first" / "files"
+        monkeypatch.setenv("LUME_HOME", str(tmp_path / "second"))
+        assert configure_services() is first  # the environment is read once per process
+        reset_services()
+        second = configure_services()
+        assert second is not first
+        assert second.settings.data_dir == tmp_path / "second"
+    finally:
+        reset_services()
+
+
+def test_explicit_settings_replace_the_cached_services(tmp_path: Path) -> None:
+    try:
+        services = configure_services(load_settings({"LUME_HOME": str(tmp_path)}))
+        assert configure_services() is services
+    finally:
+        reset_services()
+
+
+def test_services_name_the_filesystems_they_have(tmp_path: Path) -> None:
+    services = Services(load_settings({"LUME_HOME": str(tmp_path)}))
+    with pytest.raises(UnknownFilesystemError, match="LUME_MOUNTED_FILESYSTEM__MOUNT_PATH"):
+        services.filesystem("mounted")
+    mounted = Services(
+        load_settings(
+            {
+                "LUME_HOME": str(tmp_path),
+                "LUME_MOUNTED_FILESYSTEM__IDENTIFIER": "shared",
+                "LUME_MOUNTED_FILESYSTEM__MOUNT_PATH": "/data",
+                "LUME_MOUNTED_FILESYSTEM__MOUNT_ALIAS": str(tmp_path / "alias"),
+            }
+        )
+    )
+    assert sorted(mounted.filesystems) == ["local", "shared"]
+    assert mounted.filesystem("shared").root == tmp_path / "alias"
+    assert (tmp_path / "alias").is_dir()  # DirectoryOrCreate
+
+
+def test_a_broken_environment_fails_configure_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUME_RESULTS_DB__PORT", "27017")
+    reset_services()
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            configure_services()
+        assert caught.value.variables == ("LUME_RESULTS_DB__HOST",)
+    finally:
+        reset_services()
