@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 LOCAL_API_URL = "http://127.0.0.1:4200/api"
 LOCAL_WORK_POOL = "lume-local"
+# Not 8080: kind-config.yaml maps that host port to the in-cluster dashboard.
+LOCAL_DASHBOARD_PORT = 4280
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 STATE_STYLE = {
     "COMPLETED": "green",
@@ -408,20 +410,33 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _local_platform(state_dir: Path | None, port: int) -> Any:
+def _local_platform(state_dir: Path | None, port: int, dashboard_port: int = LOCAL_DASHBOARD_PORT) -> Any:
     from lume_platform.local import DEFAULT_STATE_DIR, LocalPlatform
 
-    return LocalPlatform(state_dir=state_dir or DEFAULT_STATE_DIR, port=port, work_pool=LOCAL_WORK_POOL)
+    platform = LocalPlatform(state_dir=state_dir or DEFAULT_STATE_DIR, port=port, work_pool=LOCAL_WORK_POOL)
+    if dashboard_port:
+        from lume_platform.dashboard.process import dashboard_process
+
+        # Beside the server, reading it and the caller's LUME_* services; stopped with the rest by `down`.
+        platform.add_process(
+            dashboard_process(env=platform.prefect_env(), cwd=platform.state_dir, port=dashboard_port)
+        )
+    return platform
 
 
 STATE_DIR_OPTION = typer.Option(None, "--state-dir", envvar="LUME_LOCAL_STATE", help="Local platform state.")
 PORT_OPTION = typer.Option(4200, "--port", help="Port of the local Prefect server.")
+DASHBOARD_PORT_OPTION = typer.Option(
+    LOCAL_DASHBOARD_PORT, "--dashboard-port", help="Port of the LUME dashboard on 127.0.0.1 (0: none)."
+)
 
 
 @app.command()
-def up(state_dir: Path = STATE_DIR_OPTION, port: int = PORT_OPTION) -> None:
-    """Start the embedded local platform: Prefect on SQLite, a process work pool and its worker."""
-    platform = _local_platform(state_dir, port)
+def up(
+    state_dir: Path = STATE_DIR_OPTION, port: int = PORT_OPTION, dashboard_port: int = DASHBOARD_PORT_OPTION
+) -> None:
+    """Start the embedded local platform: Prefect on SQLite, a process pool and worker, the dashboard."""
+    platform = _local_platform(state_dir, port, dashboard_port)
     with console.status("starting the local platform..."):
         try:
             platform.up()
@@ -430,6 +445,8 @@ def up(state_dir: Path = STATE_DIR_OPTION, port: int = PORT_OPTION) -> None:
     console.print(f"[green]local platform up[/]: Prefect UI at {platform.api_url.removesuffix('/api')}")
     console.print(f"  work pool {LOCAL_WORK_POOL!r} (process); state in {platform.state_dir}")
     console.print(f"  export PREFECT_API_URL={platform.api_url}")
+    if dashboard_port:
+        console.print(f"  LUME dashboard at http://127.0.0.1:{dashboard_port}")
 
 
 @app.command()
