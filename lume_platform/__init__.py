@@ -31,12 +31,15 @@ from lume_platform.services import Services, configure_services, reset_services
 from lume_platform.settings import LumeSettings, load_settings
 
 if TYPE_CHECKING:
+    from lume_platform.flow_of_flows import FlowOfFlows, parse_flow_of_flows
     from lume_platform.registry import ModelRegistry
     from lume_platform.results import Result, ResultRef, ResultsStore, open_results_store
     from lume_platform.tasks import (
         configure_services_task,
         load_db_result,
         load_file,
+        lume_flow,
+        lume_task,
         read_task_result,
         save_db_result,
         save_file,
@@ -52,9 +55,13 @@ _LAZY = {
     "ResultRef": "lume_platform.results",
     "ResultsStore": "lume_platform.results",
     "open_results_store": "lume_platform.results",
+    "FlowOfFlows": "lume_platform.flow_of_flows",
+    "parse_flow_of_flows": "lume_platform.flow_of_flows",
     "configure_services_task": "lume_platform.tasks",
     "load_db_result": "lume_platform.tasks",
     "load_file": "lume_platform.tasks",
+    "lume_flow": "lume_platform.tasks",
+    "lume_task": "lume_platform.tasks",
     "read_task_result": "lume_platform.tasks",
     "save_db_result": "lume_platform.tasks",
     "save_file": "lume_platform.tasks",
@@ -72,6 +79,7 @@ __all__ = [
     "AlreadyExists",
     "ConfigurationError",
     "File",
+    "FlowOfFlows",
     "ForbiddenQueryError",
     "HDF5File",
     "ImageFile",
@@ -98,7 +106,10 @@ __all__ = [
     "load_db_result",
     "load_file",
     "load_settings",
+    "lume_flow",
+    "lume_task",
     "open_results_store",
+    "parse_flow_of_flows",
     "read_task_result",
     "reset_services",
     "save_db_result",
