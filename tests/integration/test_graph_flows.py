@@ -226,9 +226,7 @@ def test_independent_nodes_run_concurrently(prefect_server: str) -> None:
     seconds = 2.0
     sleepers = [nap(seconds, label).set_name(f"nap_{label}") for label in ("a", "b", "c")]
     workflow = Workflow(join(*sleepers).set_name("joined"), name=unique("concurrency"))
-    started = time.monotonic()
     state = run_state(workflow)
-    elapsed = time.monotonic() - started
     assert state.result() == ["a", "b", "c"]
     runs = recorded_task_runs(state, expected=4)
     naps = [runs[f"nap_{label}"] for label in ("a", "b", "c")]
@@ -236,7 +234,9 @@ def test_independent_nodes_run_concurrently(prefect_server: str) -> None:
     latest_start = max(run.start_time for run in naps)  # type: ignore[type-var]
     earliest_end = min(run.end_time for run in naps)  # type: ignore[type-var]
     assert latest_start < earliest_end, "the three independent naps did not overlap in Prefect's records"
-    assert elapsed < 3 * seconds, f"three {seconds}s naps took {elapsed:.1f}s: they ran one after another"
+    # Prefect's own records, not wall time of the whole run: flow-run overhead varies with machine load.
+    span = (max(run.end_time for run in naps) - min(run.start_time for run in naps)).total_seconds()  # type: ignore[type-var,operator]
+    assert span < 3 * seconds, f"three {seconds}s naps spanned {span:.1f}s: they ran one after another"
     assert runs["joined"].start_time >= max(run.end_time for run in naps)  # type: ignore[operator,type-var]
 
 
