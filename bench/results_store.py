@@ -20,15 +20,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
-from lume_platform.results import MongoResultsStore, Result
+from lume_platform.results import EmbeddedResultsStore, MongoResultsStore, Result
 
 PER_DOCUMENT_LIMIT = 1.3
 BULK_SPEEDUP_TARGET = 10.0
@@ -60,6 +62,17 @@ def prepare_like_the_store(collection: Collection[dict[str, Any]]) -> None:
     collection.create_index("unique_hash", unique=True, name="unique_hash")
     collection.create_index([("flow_name", 1), ("created", -1)], name="flow_name_created")
     collection.create_index([("created", -1)], name="created")
+
+
+def embedded_figures(count: int, run: str) -> tuple[float, float]:
+    """Seconds for ``count`` one-by-one and ``count`` bulk inserts into fresh embedded stores."""
+    with tempfile.TemporaryDirectory(prefix="lume-bench-") as directory:
+        one_by_one, bulk = make_results(count, run + "-e"), make_results(count, run + "-e-bulk")
+        with EmbeddedResultsStore(Path(directory) / "one.db") as store:
+            one_seconds = timed(lambda: [store.insert(r) for r in one_by_one])
+        with EmbeddedResultsStore(Path(directory) / "many.db") as store:
+            many_seconds = timed(lambda: store.insert_many(bulk))
+    return one_seconds, many_seconds
 
 
 def main() -> int:
@@ -138,6 +151,10 @@ def main() -> int:
     print(f"  ratio ours/raw, one by one:   {per_document_ratio:6.2f}x  (target <= {PER_DOCUMENT_LIMIT}x)")
     print(f"  ratio ours/raw, bulk:         {ours_many_seconds / raw_many_seconds:6.2f}x")
     print(f"  speed-up of our bulk path:    {bulk_speedup:6.1f}x  (target >= {BULK_SPEEDUP_TARGET}x)")
+    embedded_one, embedded_many = embedded_figures(count, run)
+    print("embedded backend (SQLite file, for comparison; no target):")
+    print(row("EmbeddedResultsStore.insert", embedded_one))
+    print(row("EmbeddedResultsStore.insert_many", embedded_many))
     missed = []
     if per_document_ratio > PER_DOCUMENT_LIMIT:
         missed.append("per-document ratio")
