@@ -200,3 +200,34 @@ def test_an_unknown_parent_task_fails_the_run_naming_it(
     flow_run = run(parent, {"parameters": {"append-text": {"text1": "a", "text2": "b"}}}, timeout=600)
     assert flow_run.state.is_failed()
     assert "no_such_task" in (flow_run.state.message or "")
+
+
+@pytest.mark.integration
+def test_a_db_mapping_passes_a_stored_value_by_attribute_index(
+    deploy: Any, run: Any, lume_env: dict[str, str], example_deployments: dict[str, str]
+) -> None:
+    composition = pinned(
+        {
+            "name": "db-pipeline",
+            "composing_flows": [
+                {"name": "text-model"},
+                {
+                    "name": "append-text",
+                    "mapped_parameters": {
+                        "text1": {
+                            "parent_flow_name": "text-model",
+                            "parent_task_name": "save_db_result",
+                            "map_type": "db",
+                            "attribute_index": ["inputs", "text"],
+                        }
+                    },
+                },
+            ],
+        },
+        example_deployments,
+    )
+    parent = deploy(composition=composition, env=lume_env)
+    given = {"text-model": {"text": "stored text"}, "append-text": {"text2": "!", "filename": "db/out.txt"}}
+    flow_run = run(parent, {"parameters": given}, timeout=600)
+    assert flow_run.state.is_completed(), flow_run.state.message
+    assert (Path(lume_env["LUME_HOME"]) / "files" / "db" / "out.txt").read_text() == "stored text!"
