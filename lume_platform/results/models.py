@@ -8,10 +8,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from lume_platform.errors import ResultEncodingError
-from lume_platform.results.encoding import encode_value
+from lume_platform.results.encoding import decode_value, encode_value
 
 # Fields that make a result unique: the same flow with the same inputs and outputs is one result,
 # whatever its tags, run id or creation time (LUME-services' `unique_on`, minus the Prefect 1 flow id).
@@ -99,6 +99,17 @@ class Result(BaseModel):
     @classmethod
     def _normalise_created(cls, value: datetime) -> datetime:
         return to_utc_milliseconds(value)
+
+    @field_validator("inputs", "outputs", mode="before")
+    @classmethod
+    def _decode_encoded_values(cls, value: Any) -> Any:
+        # Accept the JSON form too (what `model_dump(mode="json")` gives and the stores hold).
+        return decode_value(value) if isinstance(value, dict) else value
+
+    @field_serializer("inputs", "outputs", when_used="json")
+    def _encode_values(self, value: dict[str, Any]) -> Any:
+        # Arrays and frames as in the stores, so a Result is JSON (e.g. a persisted Prefect result).
+        return encode_value(value)
 
     @model_validator(mode="after")
     def _fill_unique_hash(self) -> Result:

@@ -67,12 +67,12 @@ def to_document(result: Result) -> dict[str, Any]:
 
 
 def from_document(document: Mapping[str, Any]) -> Result:
-    """Invert :func:`to_document` (``created`` must already be a datetime)."""
+    """Invert :func:`to_document` (``created`` must already be a datetime; Result decodes the values)."""
     return Result(
         flow_name=document["flow_name"],
         flow_run_id=document.get("flow_run_id"),
-        inputs=decode_value(document.get("inputs", {})),
-        outputs=decode_value(document.get("outputs", {})),
+        inputs=document.get("inputs", {}),
+        outputs=document.get("outputs", {}),
         tags=document.get("tags", []),
         created=document["created"],
         result_type=document["result_type"],

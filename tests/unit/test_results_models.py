@@ -87,6 +87,22 @@ def test_get_follows_an_attribute_index() -> None:
         result.get(["outputs", "y", 5])
 
 
+def test_a_result_round_trips_through_json_with_arrays_and_frames() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    result = Result(flow_name="f", inputs={"m": np.eye(2)}, outputs={"table": frame, "n": [[1, 2]]})
+    text = result.model_dump_json()
+    assert "ndarray" in text and "dataframe" in text
+    again = Result.model_validate_json(text)
+    assert again.unique_hash == result.unique_hash
+    np.testing.assert_array_equal(again.inputs["m"], np.eye(2))
+    pd.testing.assert_frame_equal(again.outputs["table"], frame)
+    assert again.outputs["n"] == [[1, 2]]
+    # Python-mode dumps keep the objects themselves.
+    assert result.model_dump()["inputs"]["m"] is result.inputs["m"]
+
+
 def test_ref_is_small_json_and_round_trips() -> None:
     result = Result(flow_name="f", inputs={"a": 1}, result_type="surrogate")
     ref = result.ref()
