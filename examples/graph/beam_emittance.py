@@ -8,6 +8,7 @@ mounted filesystem when one is configured, so all runs of a cluster share it).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -73,9 +74,8 @@ def build_workflow() -> Workflow:
     summary = summarize(emittance_x, emittance_y, sizes[0], sizes[1]).set_name("summary")
 
     workflow = Workflow(summary, name="beam-emittance", description="Emittances and sizes of a drifted beam.")
-    workflow.query("emittance_.*").set_task_args({"tags": ["analysis"], "retries": 1})
-    workflow.query("beam|drifted").set_task_args({"tags": ["tracking"]})
-    return workflow
+    # Task options per node, by regex (the same as workflow.query(...).set_task_args(...) in code).
+    return workflow.apply_task_rules(Path(__file__).with_name("task-rules.yaml"))
 
 
 workflow = build_workflow().set_storage(GraphStorage.from_services())

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import Flow
 from prefect.flows import Flow as FlowClass
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -130,6 +133,44 @@ class Workflow:
                 f"nodes: {', '.join(self._by_name)}"
             )
         return Query(self, pattern, names)
+
+    def apply_task_rules(self, rules: list[Mapping[str, Any]] | str | os.PathLike[str]) -> Workflow:
+        """Apply an ordered list of ``{match: regex, task: {...options}, store: false?}`` rules.
+
+        The declarative form of ``query(match).set_task_args(task)``, for options kept in a YAML or
+        JSON file (give its path) next to the workflow: later rules merge over earlier ones. Every rule
+        is checked before any is applied, so a bad file changes nothing.
+        """
+        if isinstance(rules, (str, os.PathLike)):
+            path = Path(rules)
+            try:
+                rules = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise GraphError(f"cannot read task rules from {path}: {exc}") from None
+        if not isinstance(rules, list):
+            raise GraphError(f"task rules must be a list of {{match, task, store}} mappings, not {rules!r}")
+        checked: list[tuple[Query, dict[str, Any], bool]] = []
+        for index, rule in enumerate(rules):
+            where = f"task rule {index}"
+            if not isinstance(rule, Mapping) or "match" not in rule:
+                raise GraphError(f"{where}: needs a 'match' pattern, got {rule!r}")
+            unknown = sorted(set(rule) - {"match", "task", "store"})
+            if unknown:
+                raise GraphError(f"{where}: unknown key(s) {unknown}; a rule has match, task and store")
+            store = rule.get("store", True)
+            if not isinstance(store, bool):
+                raise GraphError(f"{where}: 'store' must be true or false, not {store!r}")
+            try:
+                query = self.query(rule["match"])
+                options = _check_options(rule.get("task") or {}, TASK_OPTIONS, "task")
+            except GraphError as exc:
+                raise GraphError(f"{where}: {exc}") from None
+            checked.append((query, options, store))
+        for query, options, store in checked:
+            query.set_task_args(options)
+            if not store:
+                query.exclude_from_storage()
+        return self
 
     def set_flow_options(self, options: Mapping[str, Any]) -> Workflow:
         """Prefect flow options (``task_runner``, ``retries``, ``log_prints``...) over the defaults."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prefect import Flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -153,6 +155,47 @@ def test_task_options_merge_in_query_order_and_tags_accumulate() -> None:
         "timeout_seconds": 5,
     }
     assert workflow.task_options("difference") == {}
+
+
+def test_task_rules_from_a_yaml_file_apply_in_order(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "- {match: 'sum_.*', task: {retries: 1, tags: [sums]}}\n"
+        "- {match: sum_two, task: {retries: 5}}\n"
+        "- {match: difference, store: false}\n"
+    )
+    workflow = _two_sums_and_a_difference().apply_task_rules(rules)
+    assert workflow.task_options("sum_one") == {"retries": 1, "tags": ["sums"]}
+    assert workflow.task_options("sum_two") == {"retries": 5, "tags": ["sums"]}
+    compiled = workflow.set_storage(tmp_path / "store").compile()
+    assert {entry.name: entry.stored for entry in compiled.nodes} == {
+        "sum_one": True,
+        "sum_two": True,
+        "difference": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ([{"task": {}}], "task rule 1: needs a 'match' pattern"),
+        ([{"match": "sum_one"}, {"match": "nothing"}], "task rule 2: pattern 'nothing' matches no node"),
+        (
+            [{"match": "sum_one", "task": {"retry": 1}}],
+            r"task rule 1: unknown Prefect task option\(s\) \['retry'\]",
+        ),
+        ([{"match": "sum_one", "when": 1}], r"task rule 1: unknown key\(s\) \['when'\]"),
+        ([{"match": "sum_one", "store": "no"}], "'store' must be true or false"),
+    ],
+)
+def test_bad_task_rules_are_rejected_and_change_nothing(rules: list[dict[str, object]], message: str) -> None:
+    workflow = _two_sums_and_a_difference()
+    # A valid first rule: it must not be applied when a later one is bad.
+    with pytest.raises(GraphError, match=message):
+        workflow.apply_task_rules([{"match": "sum_one", "task": {"retries": 9}}, *rules])
+    assert workflow.task_options("sum_one") == {}
+    with pytest.raises(GraphError, match="must be a list"):
+        workflow.apply_task_rules({"match": "x"})  # type: ignore[arg-type]
 
 
 def test_unknown_task_and_flow_options_are_rejected_by_name() -> None:
