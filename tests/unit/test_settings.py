@@ -276,3 +276,14 @@ def test_a_broken_environment_fails_configure_services(monkeypatch: pytest.Monke
         assert caught.value.variables == ("LUME_RESULTS_DB__HOST",)
     finally:
         reset_services()
+
+
+def test_task_results_are_kept_on_the_mount_else_in_the_home(tmp_path: Path) -> None:
+    from lume_platform.tasks import task_result_dir
+
+    mount = "LUME_MOUNTED_FILESYSTEM__MOUNT_"
+    assert task_result_dir({f"{mount}PATH": "/p", f"{mount}ALIAS": "/a"}) == Path("/a/.lume/task-results")
+    assert task_result_dir({f"{mount}PATH": "/p", "LUME_HOME": "/h"}) == Path("/p/.lume/task-results")
+    assert task_result_dir({"LUME_HOME": "/h"}) == Path("/h/task-results")
+    # A relative mount is a configuration error reported by configure_services(); never used here.
+    assert task_result_dir({f"{mount}PATH": "rel", "LUME_HOME": "/h"}) == Path("/h/task-results")
