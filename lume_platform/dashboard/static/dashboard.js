@@ -48,8 +48,8 @@ async function drawRunsPerHour(element) {
   const hours = overview.runs_per_hour.map((bucket) => bucket.hour);
   const end = new Date(Date.parse(hours[hours.length - 1]) + HOUR_MS).toISOString();
   const layout = {
-    barmode: "stack", margin: { t: 20, r: 20, b: 50, l: 50 }, yaxis: { title: { text: "runs" }, rangemode: "tozero" },
-    xaxis: { type: "date", range: [hours[0], end] }, legend: { orientation: "h" },
+    barmode: "stack", margin: { t: 40, r: 20, b: 60, l: 50 }, yaxis: { title: { text: "runs" }, rangemode: "tozero" },
+    xaxis: { type: "date", range: [hours[0], end] }, legend: { orientation: "h", x: 0, y: 1.12 },
   };
   await Plotly.newPlot(element, traces, layout, PLOT_CONFIG);
   markDrawn(element, points);
@@ -74,8 +74,8 @@ async function drawRunDurations(element) {
                 line: { width: 1, color: "#1d2530" } },
     };
   });
-  const layout = { margin: { t: 20, r: 20, b: 50, l: 60 }, yaxis: { title: { text: "duration (s)" }, rangemode: "tozero" },
-                   xaxis: { type: "date" }, legend: { orientation: "h" } };
+  const layout = { margin: { t: 40, r: 20, b: 60, l: 60 }, yaxis: { title: { text: "duration (s)" }, rangemode: "tozero" },
+                   xaxis: { type: "date" }, legend: { orientation: "h", x: 0, y: 1.12 } };
   await Plotly.newPlot(element, traces, layout, PLOT_CONFIG);
   markDrawn(element, points);
 }
