@@ -15,7 +15,7 @@ from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed
 from prefect.tasks import Task
 
-from lume_platform.graph.errors import CorruptEntryError, GraphError, GraphRunError
+from lume_platform.graph.errors import CorruptEntryError, GraphRunError
 from lume_platform.graph.keys import canonical, digest, function_identity
 from lume_platform.graph.nodes import GraphInput, ItemRef, Node, Ref, apply_path, substitute
 from lume_platform.graph.storage import GraphStorage
@@ -312,4 +312,4 @@ def _constant(name: str) -> Callable[[], str]:
     return task_run_name
 
 
-__all__ = ["CompiledGraph", "CompiledNode", "GraphError"]
+__all__ = ["CompiledGraph", "CompiledNode"]

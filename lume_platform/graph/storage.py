@@ -10,7 +10,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -248,16 +248,10 @@ def _split(data: bytes, key: str) -> tuple[dict[str, Any], bytes]:
     return header, data[end + 1 :]
 
 
-def entry_as_dict(entry: EntryInfo) -> dict[str, Any]:
-    """The entry as a plain dict (for index documents and reports)."""
-    return asdict(entry)
-
-
 __all__ = [
     "ENTRY_RESULT_TYPE",
     "CacheIndex",
     "EntryInfo",
     "GraphStorage",
     "ResultsStoreIndex",
-    "entry_as_dict",
 ]

@@ -18,7 +18,7 @@ from prefect.types import BANNED_CHARACTERS, WITHOUT_BANNED_CHARACTERS
 
 from lume_platform.graph.errors import GraphError
 from lume_platform.graph.execution import CompiledGraph, CompiledNode
-from lume_platform.graph.keys import digest
+from lume_platform.graph.keys import digest, function_identity
 from lume_platform.graph.nodes import GraphInput, ItemRef, Node, Ref
 from lume_platform.graph.storage import GraphStorage
 
@@ -224,7 +224,7 @@ class Workflow:
                 CompiledNode(
                     name=name,
                     node=node,
-                    task_options=self._task_options[name],
+                    task_options=dict(self._task_options[name]),
                     stored=self._storage is not None and name not in self._excluded,
                 )
                 for name, node in self._by_name.items()
@@ -259,8 +259,6 @@ class Workflow:
 
 
 def _function_version_or_name(node: Node) -> str:
-    from lume_platform.graph.keys import function_identity
-
     try:
         return function_identity(node.function)
     except GraphError:
