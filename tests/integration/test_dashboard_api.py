@@ -196,3 +196,28 @@ def test_the_openapi_document_fuzzed_finds_no_server_error(dashboard: Dashboard)
     report.write_text(done.stdout + done.stderr)
     assert done.returncode == 0, f"schemathesis found problems (report {report}):\n{done.stdout[-6000:]}"
     assert "passed" in done.stdout.lower(), done.stdout[-2000:]
+
+
+def test_an_access_token_guards_everything_but_the_probe(scan: dict[str, str], tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    env = {**os.environ, **scan, "LUME_DASHBOARD_TOKEN": token}
+    env.pop("LUME_DASHBOARD_NAMESPACE", None)
+    with Dashboard(tmp_path / "state", env) as guarded:
+        client = guarded.client
+        assert client.get("/healthz").status_code == 200
+        for path in ("/api/health", "/openapi.json"):
+            refused = client.get(path)
+            assert refused.status_code == 401 and "access token" in refused.json()["detail"], path
+        for path in ("/", "/static/plotly.min.js"):
+            refused = client.get(path)
+            assert refused.status_code == 401 and "access token" in refused.text, path
+        wrong = client.get("/api/results", headers={"Authorization": "Bearer not-it"})
+        assert wrong.status_code == 401
+        allowed = client.get("/api/results", params={"flow": SCAN_FLOW},
+                             headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200 and allowed.json()["total"] == SCAN_POINTS
+        assert client.get("/login", params={"token": "not-it"}).status_code == 401
+        login = client.get("/login", params={"token": token})
+        assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+        # The cookie set by /login now opens the pages (httpx keeps it, as a browser would).
+        assert client.get("/").status_code == 200
