@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output" / "dashboard"
 README_SCREENSHOT = ROOT / "docs" / "images" / "dashboard-overview.png"
 CHROMIUM = Path("/usr/bin/chromium")
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
@@ -226,11 +227,12 @@ def dashboard(platform_data: PlatformData, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's chromium, installed through hack/lib.sh's apt_install when missing."""
-    if not CHROMIUM.exists():
-        done = subprocess.run(["bash", "-c", f"source {ROOT}/hack/lib.sh && apt_install chromium"],
+    """Debian's chromium (and a font for legible screenshots), installed through hack/lib.sh when missing."""
+    if not CHROMIUM.exists() or not FONT.exists():
+        command = f"source {ROOT}/hack/lib.sh && apt_install chromium fonts-dejavu-core"
+        done = subprocess.run(["bash", "-c", command],
                               capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0 or not CHROMIUM.exists():
+        if done.returncode != 0 or not CHROMIUM.exists() or not FONT.exists():
             pytest.fail(f"Debian's chromium could not be installed: {done.stderr[-2000:]}")
     return CHROMIUM
 
