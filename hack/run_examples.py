@@ -27,6 +27,7 @@ from lume_platform.local import LocalPlatform
 from lume_platform.registrar import Registrar
 from lume_platform.services import configure_services
 from lume_platform.settings import load_settings
+from lume_platform.tasks import read_task_result
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "flows"
@@ -56,8 +57,8 @@ async def publish(env: dict[str, str]) -> dict[str, str]:
     return published
 
 
-def run(full_name: str, parameters: dict[str, Any] | None = None) -> Any:
-    """Run a deployment through the worker, wait, and return what the flow returned."""
+def run(full_name: str, parameters: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """Run a deployment through the worker and wait; (what the flow returned, the flow run id)."""
     say(f"==> running {full_name} {json.dumps(parameters or {})}")
     flow_run: FlowRun = run_deployment(
         full_name, parameters=parameters or {}, timeout=RUN_TIMEOUT_SECONDS, as_subflow=False, poll_interval=2
@@ -69,7 +70,7 @@ def run(full_name: str, parameters: dict[str, Any] | None = None) -> Any:
             f"error: flow run {flow_run.id} of {full_name} ended {what}: {state and state.message}"
         )
     say(f"  flow run {flow_run.name} ({flow_run.id}): {state.type.value}")
-    return state.result()
+    return state.result(), str(flow_run.id)
 
 
 def main() -> int:
@@ -85,29 +86,27 @@ def main() -> int:
         say("==> publishing the example flows")
         published = asyncio.run(publish(env))
 
-        representation = run(published["append-text"])
+        representation, _ = run(published["append-text"])
         file = file_from_representation(representation)
         say(f"  saved file: {file.path(services.filesystem(file.filesystem_identifier))}")
         say(f"  content:    {file.read(services.filesystem(file.filesystem_identifier))!r}")
 
-        returned = run(published["text-model"])
+        returned, run_id = run(published["text-model"])
         document = services.results_store.get(returned["result"])
         say("  stored result, read back from the results store:")
+        if document.flow_run_id != run_id:
+            say("  (an earlier run stored the same result: it is kept once)")
         say(
             "    "
             + json.dumps(document.model_dump(mode="json"), indent=2, sort_keys=True).replace("\n", "\n    ")
         )
 
-        pipeline = run(published["text-pipeline"])
+        pipeline, _ = run(published["text-pipeline"])
         say(f"  child flow runs: {json.dumps(pipeline['flow_runs'])}")
-        piped = services.results_store.find_one(
-            {"flow_name": "text-model", "flow_run_id": pipeline["flow_runs"]["text-model"]}
-        )
-        if piped is None:
-            raise SystemExit("error: the flow-of-flows stored no text-model result")
-        say(
-            f"  text-model inside the pipeline stored: {json.dumps(piped.model_dump(mode='json')['outputs'])}"
-        )
+        # The child's save_db_result task, read by name from the finished child run.
+        piped_ref = read_task_result(pipeline["flow_runs"]["text-model"], "save_db_result")
+        piped = services.results_store.get(piped_ref).model_dump(mode="json")
+        say(f"  text-model inside the pipeline stored: {json.dumps(piped['outputs'])}")
     say()
     say(f"Prefect UI: http://127.0.0.1:{PORT}  (stop it: .venv/bin/lume down --state-dir .state/local)")
     say(f"Data (files, results, registry): {lume_home}")
