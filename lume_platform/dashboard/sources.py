@@ -71,6 +71,8 @@ LAST_RUNS_PER_FLOW = 5
 MAX_RUNS_READ = 2000
 MAX_SERIES_POINTS = 5000
 PREFECT_PAGE = 200
+# Parallel reads towards Prefect (its SQLite backend serialises them anyway).
+PREFECT_CONCURRENCY = 8
 FLOWS_PLURAL = "flows"
 HASH_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -709,26 +711,33 @@ class DashboardData:
     async def _runs_by_deployment(
         self, client: PrefectClient, deployment_ids: Sequence[str]
     ) -> dict[str, list[RunView]]:
-        """The newest runs of each deployment (at most LAST_RUNS_PER_FLOW each), in one bounded read."""
+        """The newest runs of each deployment (at most LAST_RUNS_PER_FLOW each).
+
+        One small read per deployment, a few at a time: one shared read would let a busy flow crowd the
+        others out of the page.
+        """
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
         from prefect.client.schemas.sorting import FlowRunSort
 
-        grouped: dict[str, list[RunView]] = {}
-        if not deployment_ids:
-            return grouped
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                deployment_id=FlowRunFilterDeploymentId(any_=[UUID(d) for d in deployment_ids])
-            ),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=PREFECT_PAGE,
-        )
-        flow_names, deployment_names = await self._names(client, runs)
-        for run in runs:
-            group = grouped.setdefault(str(run.deployment_id), [])
-            if len(group) < LAST_RUNS_PER_FLOW:
-                group.append(run_view(run, flow_names, deployment_names, self.config.prefect_ui_url))
-        return grouped
+        limit = asyncio.Semaphore(PREFECT_CONCURRENCY)
+
+        async def newest(deployment_id: str) -> list[FlowRun]:
+            async with limit:
+                return await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        deployment_id=FlowRunFilterDeploymentId(any_=[UUID(deployment_id)])
+                    ),
+                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                    limit=LAST_RUNS_PER_FLOW,
+                )
+
+        per_deployment = await asyncio.gather(*(newest(d) for d in deployment_ids))
+        flow_names, deployment_names = await self._names(client, [r for runs in per_deployment for r in runs])
+        ui_url = self.config.prefect_ui_url
+        return {
+            deployment_id: [run_view(r, flow_names, deployment_names, ui_url) for r in runs]
+            for deployment_id, runs in zip(deployment_ids, per_deployment, strict=True)
+        }
 
     async def _cluster_flows(self) -> list[FlowView]:
         namespace = self.config.namespace
