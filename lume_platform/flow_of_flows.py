@@ -339,7 +339,7 @@ def _mapped_values(plan: FlowOfFlows, child: ComposingFlow, flow_runs: Mapping[s
 @lume_flow(name="flow-of-flows")
 def flow_of_flows(
     composition: dict[str, Any],
-    parameters: dict[str, dict[str, Any]] | None = None,
+    child_parameters: dict[str, dict[str, Any]] | None = None,
     child_timeout_seconds: float = DEFAULT_CHILD_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Run a flow-of-flows: each child deployment in order, mapped task results passed on.
@@ -348,7 +348,7 @@ def flow_of_flows(
     ----------
     composition
         The LUME-services flow-of-flows document (see the module docstring).
-    parameters
+    child_parameters
         Explicit parameters per child flow name: ``{"append-text": {"text1": "a"}}``.
     child_timeout_seconds
         How long to wait for each child run.
@@ -360,16 +360,16 @@ def flow_of_flows(
     """
     logger = get_run_logger()
     plan = parse_flow_of_flows(composition)
-    children = resolve(plan, parameters)
+    children = resolve(plan, child_parameters)
     flow_runs: dict[str, Any] = {}
     for resolved_child in children:
         child = resolved_child.flow
-        child_parameters = dict((parameters or {}).get(child.name, {}))
-        child_parameters.update(_mapped_values(plan, child, flow_runs))
-        logger.info("running %s with parameters %s", resolved_child.full_name, sorted(child_parameters))
+        parameters = dict((child_parameters or {}).get(child.name, {}))
+        parameters.update(_mapped_values(plan, child, flow_runs))
+        logger.info("running %s with parameters %s", resolved_child.full_name, sorted(parameters))
         run = run_deployment(
             resolved_child.full_name,
-            parameters=child_parameters,
+            parameters=parameters,
             timeout=child_timeout_seconds,
             tags=[f"flow-of-flows:{plan.name}", *plan.labels],
         )

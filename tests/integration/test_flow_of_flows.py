@@ -171,7 +171,7 @@ def test_two_flows_run_in_order_with_a_raw_and_a_file_mapping(
     composition = pinned(example(), example_deployments)
     parent = deploy(composition=composition, env=lume_env)
     given = {"append-text": {"text1": "flows ", "text2": "of flows", "filename": "fof/out.txt"}}
-    flow_run = run(parent, {"parameters": given}, timeout=600)
+    flow_run = run(parent, {"child_parameters": given}, timeout=600)
     assert flow_run.state.is_completed(), flow_run.state.message
     child_runs = flow_run.state.result()["flow_runs"]
     assert list(child_runs) == ["append-text", "text-model"]
@@ -197,7 +197,7 @@ def test_an_unknown_parent_task_fails_the_run_naming_it(
     composition = pinned(example(), example_deployments)
     composition["composing_flows"][1]["mapped_parameters"]["text"]["parent_task_name"] = "no_such_task"
     parent = deploy(composition=composition, env=lume_env)
-    flow_run = run(parent, {"parameters": {"append-text": {"text1": "a", "text2": "b"}}}, timeout=600)
+    flow_run = run(parent, {"child_parameters": {"append-text": {"text1": "a", "text2": "b"}}}, timeout=600)
     assert flow_run.state.is_failed()
     assert "no_such_task" in (flow_run.state.message or "")
 
@@ -228,6 +228,6 @@ def test_a_db_mapping_passes_a_stored_value_by_attribute_index(
     )
     parent = deploy(composition=composition, env=lume_env)
     given = {"text-model": {"text": "stored text"}, "append-text": {"text2": "!", "filename": "db/out.txt"}}
-    flow_run = run(parent, {"parameters": given}, timeout=600)
+    flow_run = run(parent, {"child_parameters": given}, timeout=600)
     assert flow_run.state.is_completed(), flow_run.state.message
     assert (Path(lume_env["LUME_HOME"]) / "files" / "db" / "out.txt").read_text() == "stored text!"
