@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.engine import make_url
 
 from lume_platform.files import JSONFile, NumpyFile, TextFile, YAMLFile
 from lume_platform.results import Result
 from lume_platform.services import Services
+from lume_platform.settings import load_settings
 from lume_platform.tasks import (
     TaskResultError,
     configure_services_task,
@@ -177,3 +179,33 @@ def test_configure_services_task_reports_the_services(
         "model_db": "embedded",
         "results_db": "configured",
     }
+
+
+def test_configure_services_reaches_mysql_and_mongodb_from_the_lume_services_variables(
+    tmp_path: Path, mysql_url: str, tmp_mysql_database: str, mongodb_url: str, tmp_mongo_database: str
+) -> None:
+    mysql = make_url(mysql_url)
+    mongo_host, mongo_port = mongodb_url.split("://", 1)[1].strip("/").split(":")
+    environ = {
+        "LUME_HOME": str(tmp_path),
+        "LUME_MODEL_DB__HOST": str(mysql.host),
+        "LUME_MODEL_DB__PORT": str(mysql.port),
+        "LUME_MODEL_DB__USER": str(mysql.username),
+        "LUME_MODEL_DB__PASSWORD": str(mysql.password),
+        "LUME_MODEL_DB__DATABASE": tmp_mysql_database,
+        "LUME_RESULTS_DB__HOST": mongo_host,
+        "LUME_RESULTS_DB__PORT": mongo_port,
+        "LUME_RESULTS_DB__DATABASE": tmp_mongo_database,
+    }
+    services = Services(load_settings(environ))
+    try:
+        services.model_registry.ensure_project("lume-services-names", "reached through LUME_MODEL_DB__*")
+        assert [p.project_name for p in services.model_registry.list_projects()] == ["lume-services-names"]
+        ref = services.results_store.insert(Result.model_validate(RESULT))
+        assert services.results_store.get(ref).outputs == RESULT["outputs"]
+        assert services.results_store.count({}) == 1
+    finally:
+        services.close()
+    # Nothing of the embedded defaults was created: both databases are the configured servers.
+    assert not (tmp_path / "registry.sqlite").exists()
+    assert not (tmp_path / "results.sqlite").exists()
