@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -14,9 +15,16 @@ def main() -> int:
         # Unset, Prefect would quietly start a throwaway in-process server and register flows there.
         print("error: PREFECT_API_URL must point at the platform's Prefect API", file=sys.stderr)
         return 2
+    # Prefect configures logging when its client is first imported: let that happen now, then hand the
+    # root logger to kopf alone (otherwise every line is printed twice, in two formats).
+    from prefect import get_client  # noqa: F401
+
+    logging.getLogger().handlers.clear()
+
     from lume_operator.handlers import SETTINGS, registry
 
-    kopf.configure(verbose=bool(os.environ.get("LUME_OPERATOR_VERBOSE")))
+    # INFO (one line per handled object); LUME_OPERATOR_DEBUG=1 for everything.
+    kopf.configure(debug=bool(os.environ.get("LUME_OPERATOR_DEBUG")))
     liveness = f"http://0.0.0.0:{SETTINGS.liveness_port}/healthz" if SETTINGS.liveness_port else None
     kopf.run(
         registry=registry,
