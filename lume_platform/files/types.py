@@ -63,7 +63,17 @@ class File(BaseModel):
     # -- I/O ---------------------------------------------------------------------------------------
     def write(self, obj: Any, filesystem: Filesystem | None = None) -> Path:
         """Store ``obj`` in the file (atomically); returns the path written in this process."""
-        return self._filesystem(filesystem).write_with(self.filename, lambda path: self.dump(obj, path))
+        filesystem = self._filesystem(filesystem)
+        return filesystem.write_with(self.filename, lambda path: self._dump_checked(obj, path))
+
+    def _dump_checked(self, obj: Any, path: Path) -> None:
+        try:
+            self.dump(obj, path)
+        except FilesError:
+            raise
+        except Exception as exc:
+            # e.g. Pillow refusing RGBA as JPEG: name the file and type instead of a bare library error.
+            raise FilesError(f"{self.file_type} cannot write {self.filename!r}: {exc}") from exc
 
     def read(self, filesystem: Filesystem | None = None) -> Any:
         """Load the object stored in the file."""

@@ -233,6 +233,16 @@ def test_wrong_objects_are_refused(tmp_path: Path, file_type: type[File], obj: A
     assert os.listdir(tmp_path) == []
 
 
+def test_serializer_failures_name_the_file_and_keep_the_old_one(tmp_path: Path) -> None:
+    filesystem = LocalFilesystem(tmp_path)
+    file = ImageFile(filename="photo.jpg")
+    file.write(image(), filesystem)
+    with pytest.raises(FilesError, match=r"ImageFile cannot write 'photo\.jpg'"):
+        file.write(Image.new("RGBA", (2, 2)), filesystem)  # JPEG has no alpha channel
+    assert file.read(filesystem).size == (4, 3)
+    assert os.listdir(tmp_path) == ["photo.jpg"]
+
+
 def test_a_file_of_another_filesystem_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FilesError, match="mounted"):
         TextFile(filename="a.txt", filesystem_identifier="mounted").write("x", LocalFilesystem(tmp_path))
