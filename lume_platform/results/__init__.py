@@ -32,7 +32,7 @@ def open_results_store(url: str | Path, database: str | None = None) -> ResultsS
             path = text[len(scheme):]
             if not path:
                 raise ConfigurationError(f"results store URL {text!r} names no file")
-            return EmbeddedResultsStore(Path(path))
+            return EmbeddedResultsStore(Path(path).expanduser())
     if text == "sqlite://":
         return EmbeddedResultsStore(Path(":memory:"))
     if "://" in text:
@@ -40,7 +40,7 @@ def open_results_store(url: str | Path, database: str | None = None) -> ResultsS
                                  "sqlite:///path/to/results.db or a file path")
     if not text:
         raise ConfigurationError("the results store URL is empty")
-    return EmbeddedResultsStore(Path(text))
+    return EmbeddedResultsStore(Path(text).expanduser())
 
 
 __all__ = [
