@@ -100,6 +100,15 @@ prepare_host() {
   echo 1 >/proc/sys/net/ipv4/ip_forward
 }
 
+# ports_free: the ports the cluster listens on are not taken (by another checkout's cluster, say).
+ports_free() {
+  local port holder
+  for port in "$API_PORT" "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" 10248 10250 10256 10257 10259; do
+    holder=$(ss -Htlnp "sport = :$port" 2>/dev/null | head -1)
+    [ -z "$holder" ] || die "port $port is taken ($holder); is another cluster running? stop it first"
+  done
+}
+
 build_all() {
   local kubernetes
   kubernetes=$("$ROOT/hack/cluster/build-kubernetes.sh")
@@ -177,7 +186,7 @@ ctr_() { ctr --address "$CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
 import_images() {
   local tar
   for tar in "$@"; do
-    ctr_ images import --no-unpack=false "$tar" >/dev/null || die "could not import $tar into the node"
+    ctr_ images import "$tar" >/dev/null || die "could not import $tar into the node"
   done
 }
 
@@ -219,6 +228,7 @@ cmd_up() {
   # Half a cluster (a crash, a reboot) is cleaned away before starting again.
   [ -d "$STATE" ] && cmd_down
   prepare_host
+  ports_free
   build_all
   log "starting the control plane"
   NODE_IP=$(node_ip)

@@ -44,7 +44,9 @@ image_tar() {
     log "building image $ref"
     ctx=$(mktemp -d)
     cp -a "$ROOT/images/$name/." "$@" "$ctx/"
-    DOCKER_BUILDKIT=0 docker build -q -t "$ref" "$ctx" >/dev/null
+    # The legacy builder needs no buildx plugin; its deprecation notice is noise unless the build fails.
+    DOCKER_BUILDKIT=0 docker build -q -t "$ref" "$ctx" >"$ctx.log" 2>&1 || { cat "$ctx.log" >&2; exit 1; }
+    rm -f "$ctx.log"
     mkdir -p "$LUME_CACHE/images"
     docker save -o "$tar.tmp" "$ref" && mv "$tar.tmp" "$tar"
     rm -rf "$ctx"

@@ -290,7 +290,7 @@ def test_cluster_tool_restarts(kubectl: Kubectl, test_image: str) -> None:
     started, seconds = run_tool("up", timeout=1500)
     assert started.returncode == 0, started.stderr
     record_time("up after down (warm)", seconds)
-    kubectl.wait("condition=Ready", "nodes", "default", timeout=120)
+    kubectl.run("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s", timeout=150)
     namespace = f"e2e-restart-{uuid.uuid4().hex[:6]}"
     kubectl.run("create", "namespace", namespace)
     kubectl.run("wait", f"--namespace={namespace}", "--for=create", "serviceaccount/default", "--timeout=60s")
