@@ -31,7 +31,9 @@ from lume_platform.tasks import read_task_result
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "flows"
-MANIFESTS = ["append-text.yaml", "text-model.yaml", "text-pipeline.yaml"]
+MANIFESTS = [EXAMPLES / name for name in ("append-text.yaml", "text-model.yaml", "text-pipeline.yaml")]
+# The workflow-graph example (lume_platform.graph): a generated flow published like any other.
+MANIFESTS.append(ROOT / "examples" / "graph" / "graph-flow.yaml")
 PORT = 4200
 WORK_POOL = "lume-local"
 RUN_TIMEOUT_SECONDS = 900.0
@@ -46,8 +48,8 @@ async def publish(env: dict[str, str]) -> dict[str, str]:
     published = {}
     async with get_client() as client:
         registrar = Registrar(client, default_work_pool=WORK_POOL, create_missing_pool_as="process")
-        for manifest_name in MANIFESTS:
-            manifest = yaml.safe_load((EXAMPLES / manifest_name).read_text())
+        for manifest_path in MANIFESTS:
+            manifest = yaml.safe_load(manifest_path.read_text())
             spec = parse_flow_spec(manifest["spec"])
             # Runs get this job's data directory whatever environment the (maybe older) worker has.
             spec = spec.model_copy(update={"env": {**spec.env, **env}, "working_dir": str(ROOT)})
@@ -107,6 +109,9 @@ def main() -> int:
         piped_ref = read_task_result(pipeline["flow_runs"]["text-model"], "save_db_result")
         piped = services.results_store.get(piped_ref).model_dump(mode="json")
         say(f"  text-model inside the pipeline stored: {json.dumps(piped['outputs'])}")
+
+        summary, _ = run(published["beam-emittance"])
+        say(f"  beam summary (graph nodes cached under {lume_home}/files/graph-cache): {json.dumps(summary)}")
     say()
     say(f"Prefect UI: http://127.0.0.1:{PORT}  (stop it: .venv/bin/lume down --state-dir .state/local)")
     say(f"Data (files, results, registry): {lume_home}")
