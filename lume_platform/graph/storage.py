@@ -209,7 +209,7 @@ class GraphStorage:
             "serializer": SERIALIZER,
             "size": len(payload),
             "sha256": hashlib.sha256(payload).hexdigest(),
-            "created": dt.datetime.now(dt.UTC).isoformat(),
+            "created": _now_in_milliseconds().isoformat(),
         }
         head = json.dumps(header, sort_keys=True).encode() + b"\n"
         content = _MAGIC + head + payload
@@ -231,6 +231,12 @@ class GraphStorage:
 
     def __repr__(self) -> str:
         return f"GraphStorage({self.filesystem!r}, prefix={self.prefix!r}, index={self.index!r})"
+
+
+def _now_in_milliseconds() -> dt.datetime:
+    # The results store keeps milliseconds (BSON dates): the file and its index entry then agree.
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _split(data: bytes, key: str) -> tuple[dict[str, Any], bytes]:

@@ -10,8 +10,20 @@ import numpy as np
 import pytest
 
 from lume_platform.files import LocalFilesystem
-from lume_platform.graph import CorruptEntryError, GraphError, GraphStorage, Workflow, graph_input, node
+from lume_platform.graph import (
+    ENTRY_RESULT_TYPE,
+    CorruptEntryError,
+    GraphError,
+    GraphStorage,
+    ResultsStoreIndex,
+    Workflow,
+    graph_input,
+    node,
+)
 from lume_platform.graph.keys import canonical, digest, function_identity
+from lume_platform.results import EmbeddedResultsStore
+from lume_platform.services import Services
+from lume_platform.settings import load_settings
 
 
 @node
@@ -190,3 +202,47 @@ def test_invalid_keys_and_storages_are_rejected(tmp_path: Path) -> None:
         GraphStorage(42)  # type: ignore[arg-type]
     with pytest.raises(GraphError, match="no index"):
         storage.entries(workflow="w")
+
+
+def test_entries_are_indexed_in_the_embedded_results_store(tmp_path: Path) -> None:
+    store = EmbeddedResultsStore(tmp_path / "results.db")
+    try:
+        storage = GraphStorage(tmp_path / "files", index=ResultsStoreIndex(store))
+        written = storage.save(
+            "34" * 32, [1, 2], node="n", workflow="w", function="m:f@v:1", flow_run_id="run-1"
+        )
+        storage.save("56" * 32, 3, node="other", workflow="w", function="m:g@v:1")
+        assert storage.entries(workflow="w", node="n") == [written]
+        assert {entry.node for entry in storage.entries(workflow="w")} == {"n", "other"}
+        assert storage.entries(workflow="elsewhere") == []
+        # The same entry written again is indexed once (the results store deduplicates).
+        storage.save("34" * 32, [1, 2], node="n", workflow="w", function="m:f@v:1", flow_run_id="run-2")
+        assert store.count({"result_type": ENTRY_RESULT_TYPE, "inputs.node": "n"}) == 1
+    finally:
+        store.close()
+
+
+def test_an_unreachable_index_never_loses_the_entry(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = EmbeddedResultsStore(tmp_path / "results.db")
+    store.close()  # a store that fails every call, like a database that went away
+    storage = GraphStorage(tmp_path / "files", index=ResultsStoreIndex(store))
+    storage.save("78" * 32, "value", node="n", workflow="w", function="f")
+    assert storage.load("78" * 32) == "value"
+    assert "could not index the cache entry of node 'n'" in caplog.text
+
+
+def test_storage_from_services_prefers_the_mounted_filesystem(tmp_path: Path) -> None:
+    home = {"LUME_HOME": str(tmp_path / "home")}
+    local = GraphStorage.from_services(services=Services(load_settings(home)))
+    assert local.filesystem.identifier == "local"
+    assert local.filesystem.root == tmp_path / "home" / "files"
+    mounted_env = {**home, "LUME_MOUNTED_FILESYSTEM__MOUNT_PATH": str(tmp_path / "shared")}
+    services = Services(load_settings(mounted_env))
+    mounted = GraphStorage.from_services(services=services)
+    assert mounted.filesystem.identifier == "mounted"
+    key = "9a" * 32
+    assert mounted.save(key, 1, node="n", workflow="w", function="f").path == str(
+        tmp_path / "shared" / "graph-cache" / "9a" / f"{key}.entry"
+    )
+    assert GraphStorage.from_services("local", services=services).filesystem.identifier == "local"
+    services.close()
