@@ -80,6 +80,8 @@ node_ip() {
 
 # render TEMPLATE: substitute the rig's settings (and nothing else, so "$VOL_DIR" stays for the pods).
 render() {
+  export STATE CONTAINERD_SOCKET PAUSE_IMAGE CNI_BIN_DIR CNI_BRIDGE NODE_POD_CIDR POD_CIDR DNS_SERVICE_IP \
+    NODE_NAME COREDNS_IMAGE PROVISIONER_IMAGE BUSYBOX_IMAGE
   envsubst '${STATE} ${CONTAINERD_SOCKET} ${PAUSE_IMAGE} ${CNI_BIN_DIR} ${CNI_BRIDGE} ${NODE_POD_CIDR}
     ${POD_CIDR} ${DNS_SERVICE_IP} ${NODE_NAME} ${COREDNS_IMAGE} ${PROVISIONER_IMAGE} ${BUSYBOX_IMAGE}' <"$1"
 }
@@ -272,7 +274,7 @@ EOF
 leftover_shims() {
   local dir
   for dir in /proc/[0-9]*; do
-    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qF -- "-address $CONTAINERD_SOCKET " &&
+    { tr '\0' ' ' <"$dir/cmdline"; } 2>/dev/null | grep -qF -- "-address $CONTAINERD_SOCKET " &&
       echo "${dir#/proc/}"
   done
   return 0
