@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, InvalidURI, PyMongoError
@@ -25,13 +26,24 @@ _REF_FIELDS = {"_id": 0, "unique_hash": 1, "flow_name": 1, "result_type": 1}
 # The hash is also the document's `_id`: every server serves `_id` look-ups from an index (FerretDB's
 # SQLite backend serves nothing else from one), so dedup and `get` stay fast however many results exist.
 _RENAMED = {"unique_hash": "_id"}
-# Insertion order, for ties in a sort: ObjectIds made by one process only grow.
+# Insertion order, for ties in a sort: nanoseconds since the epoch, strictly growing within a process
+# (bson's ObjectId() would do too, at 40x the cost of this counter).
 _ORDER = "_order"
+_order_lock = threading.Lock()
+_last_order = 0
+
+
+def _next_order() -> int:
+    global _last_order
+    with _order_lock:
+        _last_order = max(_last_order + 1, time.time_ns())
+        return _last_order
+
 _HIDDEN = {"_id": 0, _ORDER: 0}
 # Above this many duplicates in one bulk insert, one `$in` query beats one `_id` look-up each.
 _SINGLE_LOOKUPS = 32
 # Documents per insert_many round trip in the pipelined bulk path.
-_CHUNK = 1000
+_CHUNK = 500
 
 
 class MongoResultsStore(ResultsStore):
@@ -82,7 +94,7 @@ class MongoResultsStore(ResultsStore):
         """The exact document this backend stores for ``result`` (benchmarks insert it raw)."""
         document = to_document(result)
         document["_id"] = document["unique_hash"]
-        document[_ORDER] = ObjectId()
+        document[_ORDER] = _next_order()
         return document
 
     def insert(self, result: Result) -> ResultRef:

@@ -162,7 +162,7 @@ def test_insert_many_with_many_duplicates(store: ResultsStore) -> None:
 
 
 def test_insert_many_across_several_round_trips(store: ResultsStore) -> None:
-    # More than one pipelined chunk (1,000 documents) of the MongoDB backend, with duplicates of stored
+    # Several pipelined chunks (500 documents each) of the MongoDB backend, with duplicates of stored
     # results and of results earlier in the same call spread over the chunks.
     stored = store.insert_many([sample(i) for i in range(0, 2400, 2)])
     batch = [sample(i) for i in range(2400)] + [sample(5), sample(2398)]
