@@ -8,9 +8,10 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -53,14 +54,27 @@ def _free_port() -> int:
         return port
 
 
-def _deploy(api_url: str, pool: str, job_variables: dict[str, Any]) -> str:
-    """Deploy ``report_environment`` from this checkout to ``pool``; its `flow/deployment` name."""
-    name = f"env-{uuid.uuid4().hex[:8]}"
-    with temporary_settings({PREFECT_API_URL: api_url}):
-        report_environment.from_source(source=str(ROOT), entrypoint=ENTRYPOINT).deploy(
-            name=name, work_pool_name=pool, job_variables=job_variables, print_next_steps=False
-        )
-    return f"lume-report-environment/{name}"
+Deploy = Callable[[str, str, dict[str, Any]], str]
+
+
+@pytest.fixture
+def deploy() -> Iterator[Deploy]:
+    """Deploys ``report_environment`` from this checkout (api URL, pool, job variables) and returns
+    its `flow/deployment` name; the deployments are deleted after the test."""
+    made: list[tuple[str, UUID]] = []
+
+    def deploy_to(api_url: str, pool: str, job_variables: dict[str, Any]) -> str:
+        name = f"env-{uuid.uuid4().hex[:8]}"
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            deployment_id = report_environment.from_source(source=str(ROOT), entrypoint=ENTRYPOINT).deploy(
+                name=name, work_pool_name=pool, job_variables=job_variables, print_next_steps=False
+            )
+        made.append((api_url, deployment_id))
+        return f"lume-report-environment/{name}"
+
+    yield deploy_to
+    for api_url, deployment_id in made:
+        httpx.delete(f"{api_url}/deployments/{deployment_id}", timeout=30.0)
 
 
 def _run(api_url: str, deployment: str, out_path: Path, names: list[str], **kwargs: Any) -> dict[str, Any]:
@@ -80,10 +94,10 @@ def _run(api_url: str, deployment: str, out_path: Path, names: list[str], **kwar
 
 
 def test_job_variables_env_reaches_flow_runs_of_the_test_worker(
-    prefect_api_url: str, work_pool_name: str, tmp_path: Path
+    prefect_api_url: str, work_pool_name: str, tmp_path: Path, deploy: Deploy
 ) -> None:
     names = ["LUME_PROBE", "LUME_PROBE_DEPLOYMENT_ONLY", "PREFECT_API_URL"]
-    deployment = _deploy(
+    deployment = deploy(
         prefect_api_url,
         work_pool_name,
         {"env": {"LUME_PROBE": "from-deployment", "LUME_PROBE_DEPLOYMENT_ONLY": "kept"}},
@@ -161,8 +175,10 @@ def test_a_second_up_starts_nothing(platform: LocalPlatform) -> None:
     assert time.monotonic() - started < 30
 
 
-def test_a_flow_runs_on_the_platforms_own_worker(platform: LocalPlatform, tmp_path: Path) -> None:
-    deployment = _deploy(platform.api_url, platform.work_pool, {"env": {"LUME_PROBE": "local"}})
+def test_a_flow_runs_on_the_platforms_own_worker(
+    platform: LocalPlatform, tmp_path: Path, deploy: Deploy
+) -> None:
+    deployment = deploy(platform.api_url, platform.work_pool, {"env": {"LUME_PROBE": "local"}})
     seen = _run(platform.api_url, deployment, tmp_path / "seen.json", ["LUME_PROBE", "PREFECT_API_URL"])
     assert seen == {"LUME_PROBE": "local", "PREFECT_API_URL": platform.api_url, "cwd": str(ROOT)}
 
