@@ -20,6 +20,7 @@ from prometheus_client.process_collector import ProcessCollector
 METRICS_PORT_VARIABLE = "LUME_OPERATOR_METRICS_PORT"
 DEFAULT_METRICS_PORT = 9090
 PHASES = ("Pending", "Ready", "Error")
+OUTCOMES = ("synced", "invalid", "retry")
 # Synced-condition reasons that mean Prefect itself failed (set by lume_operator.status).
 PREFECT_ERROR_REASONS = ("PrefectUnavailable",)
 
@@ -69,6 +70,14 @@ def _publish_phases() -> None:
         counts[phase] = counts.get(phase, 0) + 1
     for phase, count in counts.items():
         FLOWS_BY_PHASE.labels(phase=phase).set(count)
+
+
+def _declare_series() -> None:
+    # Series exist from the start, so that dashboards and alerts see zeros rather than gaps.
+    for outcome in OUTCOMES:
+        RECONCILES.labels(kind="Flow", outcome=outcome)
+    RECONCILE_SECONDS.labels(kind="Flow")
+    _publish_phases()
 
 
 def record_phase(namespace: str, name: str, phase: str | None) -> None:
@@ -129,6 +138,9 @@ def flow_sync(namespace: str, name: str, patch: Any) -> Iterator[None]:
         if reason in PREFECT_ERROR_REASONS:
             PREFECT_API_ERRORS.inc()
         record_phase(namespace, name, phase)
+
+
+_declare_series()
 
 
 def metrics_port(environ: Mapping[str, str] | None = None) -> int:
