@@ -265,7 +265,7 @@ cmd_down() {
   rm -f "$SERVICES_ENV"
   if [ "$purge" = --purge ]; then
     log "deleting $SERVICES_DIR"
-    rm -rf "$MARIADB_DIR" "$FERRETDB_DIR" "$PREFECT_STATE" "$(mariadb_socket)"
+    rm -rf "$SERVICES_DIR" "$(mariadb_socket)"
   fi
 }
 

@@ -312,6 +312,7 @@ class ProcessSupervisor:
         log_path = self.log_file(process.name)
         env = {**process.env, MANAGED_MARKER: process.marker}
         started_at = time.time()
+        print(f"starting {process.name} (log {log_path})", file=sys.stderr)
         with log_path.open("ab") as log:
             log.write(f"\n--- {datetime.now().isoformat()} starting: {' '.join(process.argv)}\n".encode())
             log.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -180,3 +181,63 @@ def test_status_reports_every_service_running() -> None:
     for service in ("mariadb", "ferretdb", "server", "worker"):
         assert f"{service}: running" in done.stdout
     assert "healthy" in done.stdout
+
+
+def test_usage_errors_name_the_commands() -> None:
+    done = subprocess.run([SERVICES_SH, "start"], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "usage:" in done.stderr and "up | down [--purge] | status" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_second_set_recovers_from_lost_pid_files_and_purges(tmp_path: Path) -> None:
+    # A separate set on free ports with its own state dir, as a fresh checkout would have; the
+    # FerretDB binary comes from the shared cache. Costs one Prefect start-up.
+    ports = {name: _free_port() for name in ("MYSQL", "MONGODB", "PREFECT")}
+    env = {**os.environ, "LUME_STATE": str(tmp_path / "state")}
+    env.update({f"LUME_SERVICES_{name}_PORT": str(port) for name, port in ports.items()})
+
+    def services(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([SERVICES_SH, *args], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"services.sh {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+    state = tmp_path / "state" / "services"
+    try:
+        services("up")
+        written = (tmp_path / "state" / "services.env").read_text()
+        assert f"LUME_TEST_MONGODB_URL=mongodb://127.0.0.1:{ports['MONGODB']}/" in written
+        assert f"PREFECT_API_URL=http://127.0.0.1:{ports['PREFECT']}/api" in written
+        mysql_url = f"mysql+pymysql://lume:lume@127.0.0.1:{ports['MYSQL']}/lume_test"
+
+        # A lost pid file and a stale one (pid 1 is not mariadbd): both processes still hold
+        # their ports and are recognised as ours, replaced, and answer again.
+        (state / "ferretdb.pid").unlink()
+        (state / "mariadb.pid").write_text("1\n")
+        again = services("up")
+        assert "stopping leftover mariadb" in again.stderr
+        assert "stopping leftover ferretdb" in again.stderr
+        test_mariadb_through_sqlalchemy(mysql_url)
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            f"mongodb://127.0.0.1:{ports['MONGODB']}/", serverSelectionTimeoutMS=10_000
+        )
+        try:
+            assert client.admin.command("ping")["ok"] == 1.0
+        finally:
+            client.close()
+        assert "starting" not in again.stderr.split("prefect:", 1)[1], "Prefect should have been left running"
+    finally:
+        services("down", "--purge")
+    assert not any(_listening(port) for port in ports.values())
+    assert not state.exists()
