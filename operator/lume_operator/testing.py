@@ -226,10 +226,16 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def prefect_client() -> Any:
+def prefect_client(api_url: str | None = None) -> Any:
+    """A sync Prefect client of `api_url` (default: PREFECT_API_URL as Prefect read it at import)."""
     from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    return get_client(sync_client=True)
+    if api_url is None:
+        return get_client(sync_client=True)
+    # The client takes its URL from the settings when it is built; the process's settings stay as they are.
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return get_client(sync_client=True)
 
 
 class PrefectServer:

@@ -74,14 +74,13 @@ def test_prefect_unreachable_then_back(
 
     prefect = tools.PrefectServer(tmp_path / "prefect")
     prefect.start()
-    os.environ["PREFECT_API_URL"], saved_url = prefect.api_url, os.environ["PREFECT_API_URL"]
     operator = tools.OperatorProcess(
         operator_kubeconfig, namespace, env={"PREFECT_API_URL": prefect.api_url}, max_backoff_seconds="4"
     )
     try:
         from prefect.client.schemas.actions import WorkPoolCreate
 
-        with tools.prefect_client() as client:
+        with tools.prefect_client(prefect.api_url) as client:
             client.create_work_pool(WorkPoolCreate(name=os.environ["LUME_TEST_WORK_POOL"], type="process"))
         operator.start()
         tools.wait_until("the operator up", operator.healthy, timeout=90)
@@ -110,7 +109,7 @@ def test_prefect_unreachable_then_back(
             return bool(condition and condition["status"] == "True" and body["status"]["phase"] == "Ready")
 
         tools.wait_until("both Flows synced again", lambda: synced(first) and synced(second), timeout=120)
-        with tools.prefect_client() as client:
+        with tools.prefect_client(prefect.api_url) as client:
             for name in (first, second):
                 assert len(deployments_named(client, name)) == 1
             assert deployments_named(client, first)[0].parameters == {"text1": "while down"}
@@ -119,5 +118,4 @@ def test_prefect_unreachable_then_back(
         tools.wait_until("the Flows deleted", lambda: not kube.list(namespace, "flows"), timeout=60)
     finally:
         operator.stop()
-        os.environ["PREFECT_API_URL"] = saved_url
         prefect.stop()
