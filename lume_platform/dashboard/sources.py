@@ -476,10 +476,17 @@ class DashboardData:
 
         return list(await asyncio.gather(*(guarded(name, check) for name, check in checks.items())))
 
+    async def _get(self, url: str) -> httpx.Response:
+        """GET ``url``; a transport failure names the URL (httpx's own message does not)."""
+        try:
+            async with httpx.AsyncClient(timeout=self.config.timeout_seconds) as client:
+                return await client.get(url)
+        except httpx.HTTPError as error:
+            raise SourceUnavailable(f"GET {url}: {_describe(error)}") from error
+
     async def _prefect_health(self) -> ServiceHealth:
         url = f"{self.config.prefect_api_url}/health"
-        async with httpx.AsyncClient(timeout=self.config.timeout_seconds) as client:
-            response = await client.get(url)
+        response = await self._get(url)
         if response.status_code != 200:
             return ServiceHealth(
                 name="Prefect API",
@@ -543,8 +550,7 @@ class DashboardData:
                 else ("local mode has no operator: `lume apply` registers flows directly")
             )
             return ServiceHealth(name="Operator", state="not configured", detail=why)
-        async with httpx.AsyncClient(timeout=self.config.timeout_seconds) as client:
-            response = await client.get(url)
+        response = await self._get(url)
         if response.status_code != 200:
             return ServiceHealth(
                 name="Operator",
