@@ -29,6 +29,7 @@ WORK_POOL_TYPE = "process"
 # Marks a process as started by this module; a leftover found on our port is recognised by it
 # (in /proc/PID/environ) even when its pid file is gone, e.g. after the state dir was deleted.
 MANAGED_MARKER = "LUME_MANAGED_PROCESS"
+FOREIGN_PREFECT = ("PREFECT_API_", "PREFECT_SERVER_", "PREFECT_UI_", "PREFECT_CLOUD_", "PREFECT_PROFILE")
 SERVER_READY_TIMEOUT = 180.0
 WORKER_READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 20.0
@@ -397,8 +398,11 @@ class LocalPlatform:
     def prefect_env(self) -> dict[str, str]:
         """Environment for Prefect processes of this platform: the caller's, pointed at this server."""
         home = self.prefect_home
+        # Settings inherited for another server (its URL, database, UI address, auth) would make this
+        # one talk to or store in the wrong place: the platform is self-contained, so drop them all.
+        inherited = {key: value for key, value in os.environ.items() if not key.startswith(FOREIGN_PREFECT)}
         return {
-            **os.environ,
+            **inherited,
             "PREFECT_HOME": str(home),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_API_HOST": HOST,

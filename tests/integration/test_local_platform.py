@@ -318,3 +318,19 @@ def test_a_process_that_dies_at_start_reports_its_log(supervisor: ProcessSupervi
     )
     with pytest.raises(LocalPlatformError, match=r"(?s)crash exited.*cannot open the database"):
         supervisor.ensure(crashing)
+
+
+def test_prefect_settings_for_another_server_are_not_inherited(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://elsewhere/prefect")
+    monkeypatch.setenv("PREFECT_UI_API_URL", "http://elsewhere:4200/api")
+    monkeypatch.setenv("LUME_KEPT", "yes")
+    local = LocalPlatform(state_dir=tmp_path, port=4999)
+    env = local.prefect_env()
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:4999/api"
+    assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].endswith(f"{tmp_path}/prefect/prefect.db")
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in env
+    assert "PREFECT_UI_API_URL" not in env
+    assert env["LUME_KEPT"] == "yes"
