@@ -41,7 +41,7 @@ from lume_platform.dashboard.models import (
     ServiceHealth,
 )
 from lume_platform.errors import LumeError, QueryError
-from lume_platform.flowspec import API_GROUP, API_VERSION
+from lume_platform.flowspec import API_GROUP, API_VERSION, InvalidSpec, parse_flow_spec
 from lume_platform.results.filters import parse_filter, parse_path
 from lume_platform.settings import LumeSettings, load_settings
 
@@ -301,6 +301,17 @@ def run_view(
     )
 
 
+def _prefect_flow_name(spec: Mapping[str, Any], status: Mapping[str, Any], name: str) -> str:
+    # What the operator registered, else what it would register (FlowSpec's rule), else the resource name.
+    registered = status.get("deploymentName")
+    if isinstance(registered, str) and "/" in registered:
+        return registered.split("/", 1)[0]
+    try:
+        return parse_flow_spec(dict(spec)).effective_flow_name
+    except (InvalidSpec, TypeError, ValueError):
+        return str(spec.get("flowName") or name)
+
+
 def flow_view_from_resource(
     resource: Mapping[str, Any], ui_url: str, last_runs: Mapping[str, list[RunView]]
 ) -> FlowView:
@@ -329,7 +340,7 @@ def flow_view_from_resource(
     return FlowView(
         name=name,
         namespace=metadata.get("namespace"),
-        flow_name=str(spec.get("flowName") or name),
+        flow_name=_prefect_flow_name(spec, status, name),
         phase=str(status.get("phase") or "Pending"),
         message=str(status.get("message") or ""),
         conditions=conditions,

@@ -205,3 +205,15 @@ def test_grafana_dashboard_queries_only_metrics_the_operator_exports() -> None:
     }
     assert used and used <= exported, used - exported
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_flow_name_is_what_the_operator_registers() -> None:
+    spec = {"entrypoint": "examples/flows/text_model.py:text_model"}
+    derived = flow_view_from_resource({"metadata": {"name": "tm-1"}, "spec": spec}, "http://ui", {})
+    assert derived.flow_name == "text-model"
+    registered = flow_view_from_resource(
+        {"metadata": {"name": "tm-1"}, "spec": spec, "status": {"deploymentName": "renamed/tm-1"}},
+        "http://ui",
+        {},
+    )
+    assert registered.flow_name == "renamed"
