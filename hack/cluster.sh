@@ -192,7 +192,23 @@ import_images() {
   done
 }
 
+# Docker sets the FORWARD policy to DROP: let traffic from and to the pods' bridge through, in a chain of
+# ours that `down` removes again.
+open_forwarding() {
+  iptables -w -N LUME-FORWARD 2>/dev/null || iptables -w -F LUME-FORWARD
+  iptables -w -A LUME-FORWARD -i "$CNI_BRIDGE" -m comment --comment "lume cluster pods" -j ACCEPT
+  iptables -w -A LUME-FORWARD -o "$CNI_BRIDGE" -m comment --comment "lume cluster pods" -j ACCEPT
+  iptables -w -C FORWARD -j LUME-FORWARD 2>/dev/null || iptables -w -I FORWARD 1 -j LUME-FORWARD
+}
+
+close_forwarding() {
+  while iptables -w -D FORWARD -j LUME-FORWARD 2>/dev/null; do :; done
+  iptables -w -F LUME-FORWARD 2>/dev/null || true
+  iptables -w -X LUME-FORWARD 2>/dev/null || true
+}
+
 start_node() {
+  open_forwarding
   mkdir -p "$STATE/kubelet"
   render "$ROOT/hack/cluster/templates/kubelet.yaml" >"$STATE/kubelet/config.yaml"
   start kubelet "$K8S_BIN/kubelet" --config="$STATE/kubelet/config.yaml" \
@@ -302,6 +318,7 @@ cmd_down() {
   awk -v s="$STATE/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r |
     while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
   if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link delete "$CNI_BRIDGE"; fi
+  close_forwarding
   rm -rf "$STATE" "$ENV_FILE"
   log "cluster stopped and its state removed"
 }

@@ -104,8 +104,8 @@ def test_image(kubectl: Kubectl) -> str:
     if wanted:
         return wanted
     for node in kubectl.json("get", "nodes")["items"]:
-        for image in node["status"].get("images", []):
-            for name in image.get("names", []):
+        for image in node["status"].get("images") or []:
+            for name in image.get("names") or []:
                 if TEST_IMAGE_NAME in name and "@sha256:" not in name:
                     return str(name)
     pytest.fail(

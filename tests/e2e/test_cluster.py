@@ -36,18 +36,35 @@ RESTRICTED_CONTAINER: dict[str, Any] = {
 }
 
 
-def pod_spec(image: str, script: str, **extra: Any) -> dict[str, Any]:
-    """A one-container pod spec running ``script`` in ``sh`` as a non-root, restricted-compliant user."""
-    container: dict[str, Any] = {
+def pod_spec(
+    image: str, script: str, *, claim: str | None = None, container: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A one-container pod spec running ``script`` in ``sh`` as a non-root, restricted-compliant user.
+
+    The image's root filesystem belongs to root, so the pod gets a writable ``/tmp``; ``claim`` mounts
+    that PersistentVolumeClaim at ``/data``.
+    """
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if claim:
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": "data", "mountPath": "/data"})
+    main: dict[str, Any] = {
         "name": "main",
         "image": image,
         # Locally built images cannot be pulled from anywhere: fail at once if the node lacks one.
         "imagePullPolicy": "Never",
         "command": ["sh", "-c", script],
         "securityContext": RESTRICTED_CONTAINER,
+        "volumeMounts": mounts,
+        **(container or {}),
     }
-    container.update(extra.pop("container", {}))
-    return {"restartPolicy": "Never", "securityContext": RESTRICTED_POD, "containers": [container], **extra}
+    return {
+        "restartPolicy": "Never",
+        "securityContext": RESTRICTED_POD,
+        "containers": [main],
+        "volumes": volumes,
+    }
 
 
 def job(name: str, image: str, script: str) -> dict[str, Any]:
@@ -145,10 +162,11 @@ def test_pods_resolve_cluster_names_and_reach_a_service_by_name(
     )
     kubectl.wait("condition=Ready", "pod/web", namespace)
     api_ip = kubectl.json("get", "service", "kubernetes", "--namespace=default")["spec"]["clusterIP"]
-    # Endpoints and DNS records follow the pod by a moment: retry within the job, bounded.
+    # Endpoints and DNS records follow the pod by a moment: retry within the job, bounded. (Debian's
+    # static busybox crashes on `wget -T`, hence `timeout`.)
     client = (
         "nslookup kubernetes.default.svc.cluster.local; "
-        "for i in $(seq 30); do wget -q -T 3 -O - http://web/ && exit 0; sleep 1; done; exit 1"
+        "for i in $(seq 30); do timeout 5 wget -q -O - http://web/ && exit 0; sleep 1; done; exit 1"
     )
     kubectl.apply(job("client", test_image, client), namespace)
     wait_job(kubectl, "client", namespace)
@@ -177,10 +195,8 @@ def test_a_claim_is_bound_by_the_default_class_and_keeps_data_across_pods(
         namespace,
     )
     token = uuid.uuid4().hex
-    volume = {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}
-    mount = {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
     kubectl.apply(
-        pod("writer", pod_spec(test_image, f"echo {token} > /data/token", container=mount, **volume)),
+        pod("writer", pod_spec(test_image, f"echo {token} > /data/token", claim="data")),
         namespace,
     )
     wait_pod_succeeded(kubectl, "writer", namespace)
@@ -190,9 +206,7 @@ def test_a_claim_is_bound_by_the_default_class_and_keeps_data_across_pods(
     kubectl.run(
         "delete", "pod/writer", f"--namespace={namespace}", "--wait=true", "--timeout=60s", timeout=90
     )
-    kubectl.apply(
-        pod("reader", pod_spec(test_image, "cat /data/token", container=mount, **volume)), namespace
-    )
+    kubectl.apply(pod("reader", pod_spec(test_image, "cat /data/token", claim="data")), namespace)
     wait_pod_succeeded(kubectl, "reader", namespace)
     assert kubectl.logs("pod/reader", namespace).strip() == token
 
