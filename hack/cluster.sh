@@ -8,6 +8,9 @@
 source "$(dirname "$0")/lib.sh"
 source "$ROOT/hack/cluster/build.sh"
 source "$ROOT/hack/cluster/pki.sh"
+# No silent exits under `set -e`: name the command that failed.
+set -E
+trap 'printf "error: hack/cluster.sh: line %s: %s failed\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 STATE="$LUME_STATE/cluster"
 ENV_FILE="$LUME_STATE/cluster.env"
@@ -239,7 +242,7 @@ all_running() {
 
 cmd_up() {
   local started=$SECONDS
-  if all_running && [ -s "$ENV_FILE" ] && KUBECTL="$LUME_CACHE/bin/kubectl" api_ready; then
+  if all_running && [ -s "$ENV_FILE" ] && KUBECTL="$LUME_CACHE/bin/kubectl" api_ready >/dev/null 2>&1; then
     log "the cluster is already running (KUBECONFIG=$STATE/kubeconfig)"
     return 0
   fi
