@@ -250,6 +250,9 @@ cmd_up() {
   [ -d "$STATE" ] && cmd_down
   prepare_host
   ports_free
+  # A cluster killed without `down` (a machine handed on, another checkout) leaves its bridge behind, with
+  # the veths of dead pods holding the addresses the new pods get: start from a fresh bridge.
+  if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link delete "$CNI_BRIDGE"; fi
   build_all
   log "starting the control plane"
   NODE_IP=$(node_ip)
