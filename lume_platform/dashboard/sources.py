@@ -685,11 +685,17 @@ class DashboardData:
             return await self._cluster_flows()
         return await self._local_flows()
 
-    async def _local_flows(self) -> list[FlowView]:
+    async def _local_flows(self, name: str | None = None) -> list[FlowView]:
         async def read(client: PrefectClient) -> list[FlowView]:
-            from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+            from prefect.client.schemas.filters import (
+                DeploymentFilter,
+                DeploymentFilterName,
+                FlowFilter,
+                FlowFilterId,
+            )
 
-            deployments = await client.read_deployments(limit=PREFECT_PAGE)
+            only = DeploymentFilter(name=DeploymentFilterName(any_=[name])) if name is not None else None
+            deployments = await client.read_deployments(deployment_filter=only, limit=PREFECT_PAGE)
             flow_names: dict[UUID, str] = {}
             flow_ids = sorted({d.flow_id for d in deployments}, key=str)
             if flow_ids:
@@ -756,13 +762,24 @@ class DashboardData:
             for deployment_id, runs in zip(deployment_ids, per_deployment, strict=True)
         }
 
-    async def _cluster_flows(self) -> list[FlowView]:
+    async def _cluster_flows(self, name: str | None = None) -> list[FlowView]:
         namespace = self.config.namespace
 
         def list_resources() -> list[dict[str, Any]]:
             from kubernetes.client.exceptions import ApiException
 
             try:
+                if name is not None:
+                    return [
+                        self._kubernetes().get_namespaced_custom_object(
+                            API_GROUP,
+                            API_VERSION,
+                            namespace,
+                            FLOWS_PLURAL,
+                            name,
+                            _request_timeout=self.config.timeout_seconds,
+                        )
+                    ]
                 answer = self._kubernetes().list_namespaced_custom_object(
                     API_GROUP,
                     API_VERSION,
@@ -771,6 +788,8 @@ class DashboardData:
                     _request_timeout=self.config.timeout_seconds,
                 )
             except ApiException as error:
+                if name is not None and error.status in (400, 404, 422):
+                    return []  # no such Flow (or a name no Flow can have)
                 raise SourceUnavailable(
                     f"listing Flows in namespace {namespace}: "
                     f"Kubernetes answered {error.status} {error.reason}"
@@ -805,10 +824,9 @@ class DashboardData:
 
     async def flow(self, name: str) -> FlowView | None:
         """One flow by resource (cluster mode) or deployment (local mode) name, or None."""
-        for view in await self.flows():
-            if view.name == name:
-                return view
-        return None
+        # Only that one is read: a look-up must not cost a read of every flow and its runs.
+        views = await (self._cluster_flows(name) if self.config.cluster_mode else self._local_flows(name))
+        return next((view for view in views if view.name == name), None)
 
     async def overview(self) -> Overview:
         """Health, flows by phase, runs of the last 24 h by state and by hour."""

@@ -91,7 +91,9 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def dashboard(scan: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    env = {**os.environ, **scan}
+    # Generous: the shared test Prefect server is slow while other suites load it, and a 503 for an
+    # upstream that did not answer in time is not what the fuzzing looks for.
+    env = {**os.environ, **scan, "LUME_DASHBOARD_TIMEOUT_SECONDS": "30"}
     env.pop("LUME_DASHBOARD_NAMESPACE", None)
     with Dashboard(tmp_path_factory.mktemp("dashboard-api-state"), env) as running:
         yield running
