@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pymysql
 import pytest
 from pymongo import MongoClient
 from sqlalchemy.engine import URL, make_url
 
+# Below the kernel's ephemeral range (32768+), so that no outgoing connection takes a port between
+# the moment a test picks it and the moment its server binds it.
+TEST_PORT_RANGE = (20000, 32000)
 SERVICES_HINT = "start the services with `hack/services.sh up` and `source .state/services.env` (set -a)"
 
 
@@ -90,3 +95,20 @@ def tmp_mongo_database(mongodb_url: str) -> Iterator[str]:
     finally:
         client.drop_database(name)
         client.close()
+
+
+@pytest.fixture(scope="session")
+def free_port_factory() -> Callable[[], int]:
+    """Returns a function that finds a free loopback TCP port for a server a test starts."""
+    def free_port() -> int:
+        for _ in range(200):
+            port = random.randint(*TEST_PORT_RANGE)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in {TEST_PORT_RANGE}")
+
+    return free_port

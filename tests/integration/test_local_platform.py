@@ -47,13 +47,6 @@ def report_environment(out_path: str, names: list[str]) -> None:
     Path(out_path).write_text(json.dumps(seen))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 Deploy = Callable[[str, str, dict[str, Any]], str]
 
 
@@ -138,12 +131,14 @@ def test_a_pool_of_another_type_is_refused_not_reused(prefect_api_url: str, tmp_
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, free_port_factory: Callable[[], int]
+) -> Iterator[LocalPlatform]:
     """A LocalPlatform of its own (port, pool and state dir), stopped and purged afterwards."""
     state = tmp_path_factory.mktemp("local-platform")
     local = LocalPlatform(
         state_dir=state,
-        port=_free_port(),
+        port=free_port_factory(),
         work_pool=f"lume-lp-{uuid.uuid4().hex[:6]}",
         worker_cwd=ROOT,
         ui=False,
@@ -241,8 +236,10 @@ def supervisor(tmp_path: Path) -> Iterator[ProcessSupervisor]:
             stop_pid(pid)
 
 
-def test_ensure_starts_once_and_marks_the_process(supervisor: ProcessSupervisor) -> None:
-    probe = _http_server(_free_port())
+def test_ensure_starts_once_and_marks_the_process(
+    supervisor: ProcessSupervisor, free_port_factory: Callable[[], int]
+) -> None:
+    probe = _http_server(free_port_factory())
     pid = supervisor.ensure(probe)
     assert supervisor.ensure(probe) == pid
     assert port_owner(probe.port or 0) == pid
@@ -251,8 +248,10 @@ def test_ensure_starts_once_and_marks_the_process(supervisor: ProcessSupervisor)
     assert supervisor.log_file("probe").is_file()
 
 
-def test_a_stale_pid_file_is_not_taken_for_a_running_process(supervisor: ProcessSupervisor) -> None:
-    probe = _http_server(_free_port())
+def test_a_stale_pid_file_is_not_taken_for_a_running_process(
+    supervisor: ProcessSupervisor, free_port_factory: Callable[[], int]
+) -> None:
+    probe = _http_server(free_port_factory())
     supervisor.run_dir.mkdir(parents=True)
     # Our own pid is alive but started at another time than recorded: a reused pid, not the probe.
     supervisor.pid_file("probe").write_text(json.dumps({"pid": os.getpid(), "start_ticks": 1}))
@@ -264,8 +263,10 @@ def test_a_stale_pid_file_is_not_taken_for_a_running_process(supervisor: Process
     assert supervisor.running_pid("probe") == pid
 
 
-def test_a_leftover_of_ours_on_the_port_is_replaced(supervisor: ProcessSupervisor) -> None:
-    probe = _http_server(_free_port())
+def test_a_leftover_of_ours_on_the_port_is_replaced(
+    supervisor: ProcessSupervisor, free_port_factory: Callable[[], int]
+) -> None:
+    probe = _http_server(free_port_factory())
     leftover = supervisor.ensure(probe)
     # As after `rm -rf .state` or in another checkout: the pid file is gone, the process is not.
     supervisor.pid_file("probe").unlink()

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,22 +190,17 @@ def test_usage_errors_name_the_commands() -> None:
     assert "usage:" in done.stderr and "up | down [--purge] | status" in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_a_second_set_recovers_from_lost_pid_files_and_purges(tmp_path: Path) -> None:
+def test_a_second_set_recovers_from_lost_pid_files_and_purges(
+    tmp_path: Path, free_port_factory: Callable[[], int]
+) -> None:
     # A separate set on free ports with its own state dir, as a fresh checkout would have; the
     # FerretDB binary comes from the shared cache. Costs one Prefect start-up.
-    ports = {name: _free_port() for name in ("MYSQL", "MONGODB", "PREFECT")}
+    ports = {name: free_port_factory() for name in ("MYSQL", "MONGODB", "PREFECT")}
     env = {**os.environ, "LUME_STATE": str(tmp_path / "state")}
     env.update({f"LUME_SERVICES_{name}_PORT": str(port) for name, port in ports.items()})
 
