@@ -285,7 +285,8 @@ cmd_status() {
 
 case "${1:-}" in
   up) cmd_up ;;
-  down) cmd_down "${2:-}" ;;
+  down)
+    case "${2:-}" in "" | --purge) cmd_down "${2:-}" ;; *) die "unknown option for down: $2 (only --purge)" ;; esac ;;
   status) cmd_status ;;
   *) die "usage: $0 up | down [--purge] | status" ;;
 esac

@@ -188,6 +188,10 @@ def test_usage_errors_name_the_commands() -> None:
     done = subprocess.run([SERVICES_SH, "start"], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert "usage:" in done.stderr and "up | down [--purge] | status" in done.stderr
+    # A mistyped --purge must not fall back to a plain down (nor stop anything).
+    done = subprocess.run([SERVICES_SH, "down", "--purg"], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "unknown option for down: --purg" in done.stderr
 
 
 def _listening(port: int) -> bool:
