@@ -410,6 +410,9 @@ class LocalPlatform:
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_ENABLED": "true" if self.ui else "false",
+            # A laptop's or a test's worker has one pool to watch: poll every 2 s, not Prefect's 10 s,
+            # so a run starts within moments of being created.
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
         }
 
     def up(self) -> None:
