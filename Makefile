@@ -10,6 +10,7 @@ test:  ## the whole test suite, installing and starting everything it needs
 lint:
 	hack/bootstrap.sh && .venv/bin/ruff check .
 
-down:  ## stop the local services and the cluster that `make test` / `make run` started
+down:  ## stop the local platform, the test services and the cluster that `make run` / `make test` started
+	-[ ! -x .venv/bin/lume ] || .venv/bin/lume down --state-dir .state/local
 	-hack/services.sh down
 	-hack/cluster.sh down
