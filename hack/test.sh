@@ -6,6 +6,8 @@ cd "$ROOT"
 "$ROOT/hack/bootstrap.sh"
 log "ruff"
 "$VENV/bin/ruff" check .
+# Headless Chromium for the dashboard's browser tests (Debian's build; nothing is downloaded at run time).
+apt_install chromium fonts-dejavu-core
 "$ROOT/hack/services.sh" up
 "$ROOT/hack/cluster.sh" up
 set -a
