@@ -60,14 +60,22 @@ wait_for() {
   done
 }
 
-# stop NAME: SIGTERM, then SIGKILL after a grace period; by PID only.
+# alive PID: the process exists and has not exited (an exited one lingers until its parent reaps it).
+alive() {
+  local state
+  state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# stop NAME: SIGTERM, then SIGKILL after a grace period, and wait until it is gone; by PID only.
 stop() {
   local pid
   running "$1" || { rm -f "$STATE/pids/$1.pid"; return 0; }
   pid=$(pid_of "$1")
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 40); do running "$1" || break; sleep 0.25; done
-  running "$1" && kill -9 "$pid" 2>/dev/null
+  for _ in $(seq 40); do alive "$pid" || break; sleep 0.25; done
+  if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
+  for _ in $(seq 40); do alive "$pid" || break; sleep 0.25; done
   rm -f "$STATE/pids/$1.pid"
 }
 
@@ -344,6 +352,8 @@ cmd_status() {
     echo "KUBECONFIG=$STATE/kubeconfig"
     "$LUME_CACHE/bin/kubectl" --kubeconfig="$STATE/kubeconfig" --request-timeout=5s get nodes 2>&1 || true
   fi
+  # Exit codes report the state; they are not failures to trap.
+  trap - ERR
   [ "$up" -eq "$total" ] && return 0
   [ "$up" -eq 0 ] && return 3
   return 1

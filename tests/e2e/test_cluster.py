@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -282,6 +281,15 @@ def record_time(what: str, seconds: float) -> None:
         times.write(line + "\n")
 
 
+def process_alive(pid: int) -> bool:
+    """The process exists and has not exited (an exited one lingers as a zombie until reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def test_cluster_tool_restarts(kubectl: Kubectl, test_image: str) -> None:
     """`up` while running is a no-op; `down` stops everything and removes state; `up` works again."""
     pid_file = RIG_STATE / "pids" / "kube-apiserver.pid"
@@ -297,7 +305,7 @@ def test_cluster_tool_restarts(kubectl: Kubectl, test_image: str) -> None:
     assert stopped.returncode == 0, stopped.stderr
     record_time("down", seconds)
     assert not RIG_STATE.exists(), "down left the cluster state behind"
-    assert not os.path.exists(f"/proc/{apiserver_pid}"), "down left the API server running"
+    assert not process_alive(apiserver_pid), "down left the API server running"
     status, _ = run_tool("status", timeout=60)
     assert status.returncode == 3, status.stdout
 
