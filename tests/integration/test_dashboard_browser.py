@@ -25,6 +25,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
+from lume_operator.testing import wait_until
 from lume_platform.dashboard.process import dashboard_process, dashboard_url
 from lume_platform.flowspec import FlowSpec
 from lume_platform.local import ProcessSupervisor
@@ -56,18 +57,6 @@ def services_env() -> dict[str, str]:
         pytest.fail(f"{', '.join(missing)} not set: run `hack/services.sh up` and source .state/services.env "
                     "(hack/test.sh does both)")
     return {name: os.environ[name] for name in names}
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
-    """Poll until ``probe`` returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -416,7 +405,7 @@ def own_ferretdb(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]
             return probe.connect_ex(("127.0.0.1", port)) == 0
 
     try:
-        wait_for("the test's own FerretDB", answers, timeout=30)
+        wait_until("the test's own FerretDB", answers, timeout=30)
         yield process, f"mongodb://127.0.0.1:{port}/"
     finally:
         if process.poll() is None:
@@ -493,7 +482,7 @@ def test_a_flow_in_error_shows_its_message_and_the_operator_its_heartbeat(
     operator = OperatorProcess(kubeconfig, namespace)
     operator.start()
     try:
-        wait_for("the operator's liveness endpoint", operator.healthy, timeout=90)
+        wait_until("the operator's liveness endpoint", operator.healthy, timeout=90)
         good = f"text-model-{uuid.uuid4().hex[:6]}"
         kube.create(namespace, "flows", flow_manifest(good, {
             "entrypoint": "examples/flows/text_model.py:text_model",
@@ -508,8 +497,8 @@ def test_a_flow_in_error_shows_its_message_and_the_operator_its_heartbeat(
         def phase(name: str) -> str | None:
             return ((kube.get(namespace, "flows", name) or {}).get("status") or {}).get("phase")
 
-        wait_for(f"Flow {good} Ready", lambda: phase(good) == "Ready", timeout=120)
-        wait_for("Flow broken in Error", lambda: phase("broken") == "Error", timeout=120)
+        wait_until(f"Flow {good} Ready", lambda: phase(good) == "Ready", timeout=120)
+        wait_until("Flow broken in Error", lambda: phase("broken") == "Error", timeout=120)
         message = kube.get(namespace, "flows", "broken")["status"]["message"]
 
         env = {**os.environ, **platform_data.lume_env, "LUME_DASHBOARD_NAMESPACE": namespace,
@@ -539,7 +528,7 @@ def test_a_flow_in_error_shows_its_message_and_the_operator_its_heartbeat(
                 # The operator removes the deployments from the shared Prefect before it goes.
                 for name in (good, "broken"):
                     kube.delete(namespace, "flows", name)
-                wait_for("both Flows deleted", lambda: not kube.list(namespace, "flows"), timeout=120)
+                wait_until("both Flows deleted", lambda: not kube.list(namespace, "flows"), timeout=120)
                 operator.stop()
                 view = page.open("/")
                 card = view.locator(".card[data-service='Operator']")
