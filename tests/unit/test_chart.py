@@ -478,12 +478,240 @@ def test_the_kind_config_maps_the_ui_port_and_the_shared_directory_the_chart_use
     node = config["nodes"][0]
     mappings = {m["containerPort"]: m["hostPort"] for m in node["extraPortMappings"]}
     assert mappings[kind_values["prefect"]["server"]["service"]["nodePort"]] == 4200
+    assert mappings[kind_values["dashboard"]["service"]["nodePort"]] == 8080
     assert kind_values["sharedVolume"]["hostPath"] in {m["containerPath"] for m in node["extraMounts"]}
 
 
 def test_helm_tests_check_each_service() -> None:
     tests = [d for d in render() if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
     names = {d["metadata"]["name"].removeprefix(f"{RELEASE}-lume-platform-test-") for d in tests}
-    assert names == {"prefect", "mysql", "mongodb", "shared-volume"}
+    assert names == {"prefect", "mysql", "mongodb", "shared-volume", "dashboard"}
     for test in tests:
         assert test["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"] == SERVICE_ENV
+    dashboard_check = one(docs := render(), "Pod", "-test-dashboard")["spec"]["containers"][0]["command"][-1]
+    service = one(docs, "Service", "-dashboard")["metadata"]["name"]
+    assert f"http://{service}.{NAMESPACE}.svc:8080/healthz" in dashboard_check
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def dashboard_container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    return one(docs, "Deployment", "-dashboard")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_dashboard_serves_on_all_addresses_probes_healthz_and_reads_the_flows_environment() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment", "-dashboard")
+    pod = deployment["spec"]["template"]["spec"]
+    container = dashboard_container(docs)
+    assert container["image"] == "localhost/lume-platform:0.1.0"
+    assert container["command"] == [
+        "python",
+        "-m",
+        "lume_platform.dashboard",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+    ]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = env_of(container)
+    assert env["PREFECT_API_URL"]["value"] == service_env(docs)["PREFECT_API_URL"]
+    assert env["LUME_DASHBOARD_NAMESPACE"]["value"] == NAMESPACE
+    assert env["LUME_DASHBOARD_PREFECT_UI_URL"]["value"] == "http://localhost:4200"
+    operator = one(docs, "Service", "-operator")
+    health_port = next(p["port"] for p in operator["spec"]["ports"] if p["name"] == "health")
+    assert env["LUME_DASHBOARD_OPERATOR_URL"]["value"] == (
+        f"http://{operator['metadata']['name']}.{NAMESPACE}.svc:{health_port}/healthz"
+    )
+    assert "LUME_DASHBOARD_TOKEN" not in env, "the token is off by default"
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": SERVICE_ENV}},
+        {"secretRef": {"name": SERVICE_ENV}},
+    ]
+    # Writable places on a read-only root: /tmp and the home that holds PREFECT_HOME are emptyDirs.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    home = next(path for path in mounts if env["PREFECT_HOME"]["value"].startswith(path + "/"))
+    assert "emptyDir" in volumes[mounts[home]["name"]]
+    # The shared volume read-only, where flows mount it, from the same claim.
+    shared = mounts[service_env(docs)["LUME_MOUNTED_FILESYSTEM__MOUNT_ALIAS"]]
+    assert shared["readOnly"] is True
+    claim = volumes[shared["name"]]["persistentVolumeClaim"]
+    assert claim["claimName"] == one(docs, "PersistentVolumeClaim", "-shared-data")["metadata"]["name"]
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount", "-dashboard")["metadata"]["name"]
+
+
+def test_dashboard_environment_is_what_the_dashboard_accepts() -> None:
+    from lume_platform.dashboard.config import DashboardConfig
+
+    env = {name: e["value"] for name, e in env_of(dashboard_container(render())).items() if "value" in e}
+    config = DashboardConfig.from_environ(env)
+    assert config.cluster_mode and config.namespace == NAMESPACE
+    assert config.operator_health_url is not None and config.operator_health_url.endswith("/healthz")
+    assert config.timeout_seconds == 5.0
+
+
+def test_dashboard_rbac_only_reads_flows_flowruns_and_pods_in_its_namespace() -> None:
+    docs = render()
+    role = one(docs, "Role", "-dashboard")
+    granted = {
+        (group, resource): sorted(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert granted == {
+        ("lume.dev", "flows"): ["get", "list", "watch"],
+        ("lume.dev", "flowruns"): ["get", "list", "watch"],
+        ("", "pods"): ["get", "list", "watch"],
+    }
+    binding = one(docs, "RoleBinding", "-dashboard")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    account = one(docs, "ServiceAccount", "-dashboard")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
+    assert not [
+        d
+        for d in find(docs, "ClusterRole") + find(docs, "ClusterRoleBinding")
+        if "dashboard" in d["metadata"]["name"]
+    ]
+
+
+def test_dashboard_service_type_and_node_port_come_from_values() -> None:
+    service = one(render(), "Service", "-dashboard")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "dashboard"
+    kind = one(render(CHART / "ci" / "kind-values.yaml"), "Service", "-dashboard")
+    assert kind["spec"]["type"] == "NodePort"
+    assert kind["spec"]["ports"][0]["nodePort"] == 30480
+
+
+def test_dashboard_can_be_left_out() -> None:
+    docs = render(sets=("dashboard.enabled=false",))
+    assert not [d for d in docs if "dashboard" in d["metadata"]["name"]]
+
+
+def test_dashboard_token_is_generated_into_a_secret_when_asked_for() -> None:
+    docs = render(sets=("dashboard.auth.enabled=true",))
+    secret = one(docs, "Secret", "-dashboard-token")
+    assert set(secret["stringData"]) == {"token"} and len(secret["stringData"]["token"]) == 32
+    reference = env_of(dashboard_container(docs))["LUME_DASHBOARD_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": secret["metadata"]["name"], "key": "token"}
+    given = render(sets=("dashboard.auth.enabled=true", "dashboard.auth.token=let-me-in"))
+    assert one(given, "Secret", "-dashboard-token")["stringData"] == {"token": "let-me-in"}
+    # Off by default: no Secret at all.
+    assert not find(render(), "Secret", "-dashboard-token")
+
+
+def test_dashboard_token_can_come_from_an_existing_secret() -> None:
+    docs = render(
+        sets=(
+            "dashboard.auth.enabled=true",
+            "dashboard.auth.existingSecret=my-dashboard",
+            "dashboard.auth.existingSecretKey=access",
+        )
+    )
+    assert not find(docs, "Secret", "-dashboard-token")
+    reference = env_of(dashboard_container(docs))["LUME_DASHBOARD_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "my-dashboard", "key": "access"}
+    both = helm(
+        *template_args(
+            sets=(
+                "dashboard.auth.enabled=true",
+                "dashboard.auth.existingSecret=my-dashboard",
+                "dashboard.auth.token=x",
+            )
+        ),
+        check=False,
+    )
+    assert both.returncode != 0
+    assert "dashboard.auth.token and dashboard.auth.existingSecret" in both.stderr
+
+
+def test_operator_service_exposes_health_and_metrics_with_prometheus_annotations() -> None:
+    docs = render()
+    service = one(docs, "Service", "-operator")
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert ports == {"health": (8080, "health"), "metrics": (9090, "metrics")}
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
+    deployment = one(docs, "Deployment", "-operator")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8080, "metrics": 9090}
+    assert env_of(container)["LUME_OPERATOR_METRICS_PORT"]["value"] == "9090"
+    expected = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/metrics",
+    }
+    assert service["metadata"]["annotations"] == expected
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == expected
+
+
+def test_operator_metrics_can_be_turned_off_or_moved() -> None:
+    docs = render(sets=("metrics.enabled=false",))
+    service = one(docs, "Service", "-operator")
+    assert [p["name"] for p in service["spec"]["ports"]] == ["health"]
+    assert "annotations" not in service["metadata"]
+    container = one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["LUME_OPERATOR_METRICS_PORT"]["value"] == "0"
+    assert [p["name"] for p in container["ports"]] == ["health"]
+    moved = render(sets=("metrics.port=9100", "metrics.prometheusAnnotations=false"))
+    service = one(moved, "Service", "-operator")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]}["metrics"] == 9100
+    assert "annotations" not in service["metadata"]
+    clash = helm(*template_args(sets=("metrics.port=8080",)), check=False)
+    assert clash.returncode != 0 and "metrics.port must differ" in clash.stderr
+
+
+def test_grafana_dashboard_configmap_is_off_by_default_and_labelled_for_the_sidecar() -> None:
+    assert not find(render(), "ConfigMap", "-grafana-dashboard")
+    docs = render(sets=("metrics.grafanaDashboard.enabled=true",))
+    config_map = one(docs, "ConfigMap", "-grafana-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert set(config_map["metadata"]["labels"]) >= STANDARD_LABELS
+    shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    assert json.loads(config_map["data"]["lume-operator.json"]) == shipped
+    relabelled = render(
+        sets=(
+            "metrics.grafanaDashboard.enabled=true",
+            "metrics.grafanaDashboard.labels.grafana_dashboard=null",
+            "metrics.grafanaDashboard.labels.team-dashboards=lume",
+        )
+    )
+    labels = one(relabelled, "ConfigMap", "-grafana-dashboard")["metadata"]["labels"]
+    assert labels["team-dashboards"] == "lume" and "grafana_dashboard" not in labels
+
+
+@pytest.mark.parametrize(
+    ("assignment", "named"),
+    [
+        ("dashboard.service.type=Ingress", "type"),
+        ("dashboard.service.nodePort=80", "nodePort"),
+        ("dashboard.auth.enabeld=true", "enabeld"),
+        ("dashboard.timeoutSeconds=0", "timeoutSeconds"),
+        ("dashboard.prefectUiUrl=localhost:4200", "prefectUiUrl"),
+        ("metrics.port=70000", "port"),
+        ("metrics.grafanaDashboard.enabled=yes", "enabled"),
+    ],
+)
+def test_the_schema_rejects_bad_dashboard_and_metrics_values(assignment: str, named: str) -> None:
+    result = helm(*template_args(sets=(assignment,)), check=False)
+    assert result.returncode != 0, f"{assignment} was accepted"
+    assert named in result.stderr, result.stderr
+
+
+def test_a_dashboard_node_port_needs_a_node_port_service() -> None:
+    result = helm(*template_args(sets=("dashboard.service.nodePort=30480",)), check=False)
+    assert result.returncode != 0
+    assert "dashboard.service.nodePort needs dashboard.service.type NodePort" in result.stderr

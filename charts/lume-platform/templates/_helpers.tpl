@@ -103,6 +103,25 @@ capabilities:
 {{- define "lume-platform.flowRunServiceAccountName" -}}
 {{- include "lume-platform.componentName" (dict "context" . "component" "flow-run") -}}
 {{- end -}}
+{{- define "lume-platform.operatorName" -}}
+{{- include "lume-platform.componentName" (dict "context" . "component" "operator") -}}
+{{- end -}}
+{{- define "lume-platform.dashboardName" -}}
+{{- include "lume-platform.componentName" (dict "context" . "component" "dashboard") -}}
+{{- end -}}
+{{- define "lume-platform.dashboardTokenSecretName" -}}
+{{- default (printf "%s-token" (include "lume-platform.dashboardName" .)) .Values.dashboard.auth.existingSecret -}}
+{{- end -}}
+
+{{- /* lume-platform.operatorHealthPort: the port of the operator's liveness endpoint (/healthz). */ -}}
+{{- define "lume-platform.operatorHealthPort" -}}
+8080
+{{- end -}}
+
+{{- /* lume-platform.prefectUiUrl: the Prefect UI as browsers reach it (dashboard.prefectUiUrl, else uiApiUrl without /api). */ -}}
+{{- define "lume-platform.prefectUiUrl" -}}
+{{- default (trimSuffix "/" (trimSuffix "/api" .Values.prefect.server.uiApiUrl)) .Values.dashboard.prefectUiUrl -}}
+{{- end -}}
 
 {{- /* lume-platform.prefectApiUrl: the in-cluster Prefect API URL (PREFECT_API_URL of every client). */ -}}
 {{- define "lume-platform.prefectApiUrl" -}}
@@ -162,6 +181,15 @@ lume-platform.serviceEnvFrom: the envFrom entries that give a pod the LUME_* ser
 {{- if and (eq .Values.prefect.server.service.type "ClusterIP") .Values.prefect.server.service.nodePort -}}
 {{- $problems = append $problems "prefect.server.service.nodePort needs prefect.server.service.type NodePort" -}}
 {{- end -}}
+{{- if and (eq .Values.dashboard.service.type "ClusterIP") .Values.dashboard.service.nodePort -}}
+{{- $problems = append $problems "dashboard.service.nodePort needs dashboard.service.type NodePort" -}}
+{{- end -}}
+{{- if eq (int .Values.metrics.port) (int (include "lume-platform.operatorHealthPort" .)) -}}
+{{- $problems = append $problems (printf "metrics.port must differ from the operator's health port %s" (include "lume-platform.operatorHealthPort" .)) -}}
+{{- end -}}
+{{- if and .Values.dashboard.auth.enabled .Values.dashboard.auth.existingSecret .Values.dashboard.auth.token -}}
+{{- $problems = append $problems "dashboard.auth.token and dashboard.auth.existingSecret exclude each other" -}}
+{{- end -}}
 {{- if $problems -}}
 {{- fail (printf "\nVALUES VALIDATION:\n  - %s" (join "\n  - " $problems)) -}}
 {{- end -}}
@@ -197,4 +225,12 @@ only a ClusterRole can grant, or "cluster" false for the rest. Each rule is kept
 helm.sh/hook: pre-delete
 helm.sh/hook-weight: {{ . | quote }}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
+
+
+{{- /* lume-platform.prometheusAnnotations: where an annotation-based Prometheus finds the operator's metrics. */ -}}
+{{- define "lume-platform.prometheusAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
 {{- end -}}
