@@ -1,8 +1,10 @@
 """The whole platform on a real cluster: helm install into a restricted namespace, helm test, Flow → Ready,
-FlowRun → Completed, data that survives pods and upgrades, and an uninstall that leaves nothing running."""
+FlowRun → Completed, a cached workflow graph, the dashboard and the operator's metrics, data that survives
+pods and upgrades, and an uninstall that leaves nothing running."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -162,6 +164,40 @@ class Release:
         finally:
             self.kubectl("delete", "pod", name, "--wait=false", check=False)
 
+    def http_get(
+        self, urls: list[str], headers: dict[str, str] | None = None, connect_wait: int = 120
+    ) -> dict[str, tuple[int, str]]:
+        """GET each URL from inside the cluster (a check pod); return (status, body) by URL.
+
+        A connection that fails is retried for ``connect_wait`` seconds, then reported as status 0; any
+        HTTP answer, errors included, is returned as it came.
+        """
+        script = f"""
+import json, time, urllib.error, urllib.request
+deadline = time.monotonic() + {connect_wait}
+answers = {{}}
+for url in {urls!r}:
+    while True:
+        try:
+            request = urllib.request.Request(url, headers={headers or {}!r})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answers[url] = [response.status, response.read().decode()]
+        except urllib.error.HTTPError as error:
+            answers[url] = [error.code, error.read().decode()]
+        except OSError as error:
+            answers[url] = [0, repr(error)]
+        if answers[url][0] or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+print(json.dumps(answers))
+"""
+        answers = json.loads(self.run_check(script).strip().splitlines()[-1])
+        return {url: (status, body) for url, (status, body) in answers.items()}
+
+    def service_url(self, component: str, port: int, path: str) -> str:
+        """The in-cluster URL of a Service of the release."""
+        return f"http://{self.fullname(component)}.{self.namespace}.svc:{port}{path}"
+
 
 @pytest.fixture(scope="session")
 def platform_images(kubeconfig: str) -> list[str]:
@@ -235,7 +271,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
 APPEND_TEXT_FLOW = ROOT / "examples" / "flows" / "append-text.yaml"
 TEXT_MODEL_FLOW = ROOT / "examples" / "flows" / "text-model.yaml"
-COMPONENTS = ("prefect-server", "prefect-worker", "mysql", "mongodb", "operator")
+GRAPH_FLOW = ROOT / "examples" / "graph" / "graph-flow.yaml"
+COMPONENTS = ("prefect-server", "prefect-worker", "mysql", "mongodb", "operator", "dashboard")
+DASHBOARD_PORT, OPERATOR_HEALTH_PORT, OPERATOR_METRICS_PORT = 8080, 8080, 9090
+HEALTHY_SERVICES = {"Prefect API", "Model registry", "Results store", "Shared volume", "Operator"}
 MARKER = "e2e-marker-" + uuid.uuid4().hex[:8]
 
 
@@ -323,11 +362,12 @@ def test_notes_tell_how_to_reach_the_ui_and_check_status(release: Release) -> No
     notes = release.install_output.split("NOTES:", 1)[1]
     assert f"port-forward svc/{release.fullname('prefect-server')} 4200:4200" in notes
     assert f"helm test {release.name} -n {release.namespace}" in notes
+    assert f"port-forward svc/{release.fullname('dashboard')} 8080:8080" in notes
 
 
 def test_helm_test_checks_every_service(release: Release) -> None:
     result = release.helm("test", release.name, "--timeout", "10m", timeout=700)
-    for check in ("prefect", "mysql", "mongodb", "shared-volume"):
+    for check in ("prefect", "mysql", "mongodb", "shared-volume", "dashboard"):
         assert f"{release.fullname('test-' + check)}" in result.stdout, result.stdout
     assert "Phase:          Failed" not in result.stdout
 
@@ -387,6 +427,103 @@ with mysql().cursor() as cursor:
     assert {"project", "model", "deployment", "flow"} <= tables, f"registry tables in MySQL: {sorted(tables)}"
 
 
+# Run in a check pod: the graph cache's index entries of one flow run, each verified against its file on
+# the shared volume (GraphStorage.load checks the sha256), and how many entry files the volume holds.
+GRAPH_ENTRIES = """
+import json, os, pathlib, sys
+from lume_platform.graph import GraphStorage
+storage = GraphStorage.from_services()
+root = pathlib.Path(os.environ["LUME_MOUNTED_FILESYSTEM__MOUNT_ALIAS"])
+entries = [e for e in storage.entries(workflow="beam-emittance") if e.flow_run_id == sys.argv[1]]
+for entry in entries:
+    storage.load(entry.key)
+    assert pathlib.Path(entry.path).is_relative_to(root), entry.path
+print(json.dumps({"nodes": sorted(e.node for e in entries),
+                  "files": len(list(root.glob("graph-cache/*/*.entry")))}))
+"""
+
+
+def task_run_states(release: Release, flow_run_id: str) -> dict[str, str]:
+    """Task-run name → state name of one flow run, as Prefect recorded them."""
+    api = release.get("configmap", release.fullname("service-env"))["data"]["PREFECT_API_URL"]
+    script = f"""
+import json, urllib.request
+body = json.dumps({{"task_runs": {{"flow_run_id": {{"any_": [{flow_run_id!r}]}}}}}}).encode()
+request = urllib.request.Request({api!r} + "/task_runs/filter", data=body,
+                                 headers={{"Content-Type": "application/json"}}, method="POST")
+with urllib.request.urlopen(request, timeout=30) as response:
+    print(json.dumps({{run["name"]: run["state"]["name"] for run in json.load(response)}}))
+"""
+    return json.loads(release.run_check(script).strip().splitlines()[-1])
+
+
+def graph_entries(release: Release, flow_run_id: str) -> dict[str, Any]:
+    script = GRAPH_ENTRIES.replace("sys.argv[1]", repr(flow_run_id))
+    return json.loads(release.run_check(script, shared_volume=True).strip().splitlines()[-1])
+
+
+def test_the_graph_example_runs_on_the_cluster_and_a_second_run_reads_everything_from_storage(
+    release: Release,
+) -> None:
+    """Issue 7: the cached workflow graph published by its Flow manifest, run twice with the same inputs."""
+    release.apply(GRAPH_FLOW.read_text())
+    release.wait_for("flow/beam-emittance", ".status.phase", "Ready", timeout=300)
+    # A seed no earlier run used: the first run must compute every node.
+    inputs = {"seed": int(MARKER[-6:], 16)}
+    first = flow_run(release, "beam-emittance-e2e-1", "beam-emittance", inputs)["status"]["flowRunId"]
+    nodes = ["beam", "drifted", "emittance_x", "emittance_y", "sizes", "summary"]
+    states = task_run_states(release, first)
+    assert sorted(states) == nodes, states
+    assert "Cached" not in states.values(), f"the first run read a result it never stored: {states}"
+    written = graph_entries(release, first)
+    assert written["nodes"] == nodes, f"cache entries of the first run: {written}"
+
+    second = flow_run(release, "beam-emittance-e2e-2", "beam-emittance", inputs)["status"]["flowRunId"]
+    states = task_run_states(release, second)
+    assert states and set(states.values()) == {"Cached"}, f"the second run computed something: {states}"
+    again = graph_entries(release, second)
+    assert again == {"nodes": [], "files": written["files"]}, f"the second run stored something: {again}"
+
+
+def test_the_dashboard_shows_every_service_healthy_and_the_flows_with_their_phase(release: Release) -> None:
+    base = release.service_url("dashboard", DASHBOARD_PORT, "")
+    answers = release.http_get([f"{base}/healthz", f"{base}/api/overview", f"{base}/api/flows", f"{base}/"])
+    for url, (status, body) in answers.items():
+        assert status == 200, f"GET {url} answered {status}: {body[:2000]}"
+    overview = json.loads(answers[f"{base}/api/overview"][1])
+    assert overview["mode"] == "cluster"
+    health = {service["name"]: service for service in overview["health"]}
+    down = {name: h for name, h in health.items() if h["state"] != "up"}
+    assert set(health) == HEALTHY_SERVICES and not down, f"not healthy: {down}"
+    volume = health["Shared volume"]
+    assert volume["total_bytes"] > 0 and 0 <= volume["used_bytes"] <= volume["total_bytes"], volume
+    flows = {flow["name"]: flow for flow in json.loads(answers[f"{base}/api/flows"][1])}
+    applied = {item["metadata"]["name"]: item for item in release.get("flows")["items"]}
+    assert {"append-text", "text-model", "beam-emittance"} <= set(applied)
+    assert set(flows) == set(applied)
+    for name, resource in applied.items():
+        assert flows[name]["phase"] == resource["status"]["phase"] == "Ready", flows[name]
+        assert flows[name]["deployment_id"] == resource["status"]["deploymentId"]
+    assert [run["state_type"] for run in flows["append-text"]["last_runs"]] == ["COMPLETED"]
+    assert overview["flows_by_phase"]["Ready"] == len(applied)
+    assert overview["runs_by_state"].get("COMPLETED", 0) >= 4, overview["runs_by_state"]
+
+
+def test_the_operator_serves_metrics_on_its_service(release: Release) -> None:
+    url = release.service_url("operator", OPERATOR_METRICS_PORT, "/metrics")
+    status, body = release.http_get([url])[url]
+    assert status == 200, f"GET {url} answered {status}: {body[:2000]}"
+    synced = [
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("lume_operator_reconciles_total{") and 'outcome="synced"' in line
+    ]
+    assert synced and sum(synced) >= 3, f"no synced reconciles counted:\n{body[:3000]}"
+    assert "lume_operator_reconcile_duration_seconds_bucket" in body
+    service = release.get("service", release.fullname("operator"))
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == str(OPERATOR_METRICS_PORT)
+
+
 WRITE_MARKERS = (
     CONNECT
     + f"""
@@ -424,14 +561,40 @@ def test_helm_upgrade_keeps_passwords_and_data(release: Release) -> None:
     secrets = ("service-env", "mysql")
     before = {name: release.get("secret", release.fullname(name))["data"] for name in secrets}
     started = time.monotonic()
+    # The upgrade also turns the dashboard's access token on (a generated Secret), checked below.
     release.helm(
-        "upgrade", release.name, str(CHART), "-f", str(E2E_VALUES), "--wait", "--timeout", "10m", timeout=700
+        "upgrade",
+        release.name,
+        str(CHART),
+        "-f",
+        str(E2E_VALUES),
+        "--set",
+        "dashboard.auth.enabled=true",
+        "--wait",
+        "--timeout",
+        "10m",
+        timeout=700,
     )
     print(f"helm upgrade --wait took {time.monotonic() - started:.0f} s")
     after = {name: release.get("secret", release.fullname(name))["data"] for name in secrets}
     assert after == before, "helm upgrade changed a generated password"
     assert release.run_check(READ_MARKERS).split() == ["mysql", "1", "mongodb", "1"]
     release.helm("test", release.name, "--timeout", "10m", timeout=700)
+
+
+def test_the_dashboard_with_a_token_refuses_requests_without_it(release: Release) -> None:
+    secret = release.get("secret", release.fullname("dashboard-token"))["data"]
+    token = base64.b64decode(secret["token"]).decode()
+    base = release.service_url("dashboard", DASHBOARD_PORT, "")
+    anonymous = release.http_get([f"{base}/api/overview", f"{base}/healthz"])
+    assert anonymous[f"{base}/api/overview"][0] in (401, 403), anonymous
+    assert anonymous[f"{base}/healthz"][0] == 200, "the probes' endpoint must stay open"
+    wrong = release.http_get([f"{base}/api/flows"], headers={"Authorization": "Bearer not-the-token"})
+    assert wrong[f"{base}/api/flows"][0] in (401, 403), wrong
+    allowed = release.http_get([f"{base}/api/flows"], headers={"Authorization": f"Bearer {token}"})
+    status, body = allowed[f"{base}/api/flows"]
+    assert status == 200, body[:2000]
+    assert "beam-emittance" in {flow["name"] for flow in json.loads(body)}
 
 
 def test_uninstall_leaves_no_deployment_behind(release: Release) -> None:
