@@ -519,7 +519,14 @@ def test_dashboard_serves_on_all_addresses_probes_healthz_and_reads_the_flows_en
     assert container["ports"] == [{"name": "http", "containerPort": 8080}]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "Deployment/" + deployment["metadata"]["name"] in dict(pod_specs(render()))
     env = env_of(container)
     assert env["PREFECT_API_URL"]["value"] == service_env(docs)["PREFECT_API_URL"]
     assert env["LUME_DASHBOARD_NAMESPACE"]["value"] == NAMESPACE
