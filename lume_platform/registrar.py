@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,10 @@ SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 DEFAULT_WORK_QUEUE = "default"
 # Pools do not come and go often; re-reading one per Flow would double the requests of a large batch.
 POOL_CACHE_SECONDS = 30.0
+# The most deployments Prefect's API returns per read (its PREFECT_API_DEFAULT_LIMIT).
+PAGE_SIZE = 200
+# A prefetched deployment stands in for a read only this long after the prefetch, and only once.
+PREFETCH_SECONDS = 120.0
 
 
 class RegistrarError(LumeError):
@@ -47,6 +51,10 @@ class RegistrarError(LumeError):
 
 class PrefectUnavailable(RegistrarError):
     """The Prefect API cannot be reached or answers with a server error: retry later."""
+
+
+class PrefectBusy(PrefectUnavailable):
+    """Prefect answered but is overloaded (503 while its SQLite database is locked, 429): retry soon."""
 
 
 class WorkPoolNotFound(RegistrarError, LookupError):
@@ -248,7 +256,9 @@ def prefect_errors(what: str) -> Iterator[None]:
     except httpx.HTTPStatusError as error:
         status = error.response.status_code
         detail = error.response.text[:500]
-        if status >= 500 or status == 429:
+        if status in (429, 503):
+            raise PrefectBusy(f"{what}: Prefect answered {status}: {detail}") from error
+        if status >= 500:
             raise PrefectUnavailable(f"{what}: Prefect answered {status}: {detail}") from error
         if status in (400, 403, 409, 422):
             raise DeploymentRejected(f"{what}: Prefect refused it ({status}): {detail}") from error
@@ -274,7 +284,41 @@ class Registrar:
         self._limit = asyncio.Semaphore(max_concurrency)
         self._pools_seen: dict[str, float] = {}
         self._flow_ids: dict[str, UUID] = {}
+        self._prefetched: dict[UUID, DeploymentResponse] = {}
+        self._prefetched_at = float("-inf")
         self.writes = 0
+
+    async def prefetch(self, deployment_ids: Iterable[UUID | str], page_size: int = PAGE_SIZE) -> int:
+        """Read these deployments in a few requests, so that the next `ensure` of each needs no read.
+
+        An operator restarting with hundreds of unchanged Flows then costs Prefect a handful of reads
+        instead of one per Flow. Returns how many of them Prefect still holds.
+        """
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+        wanted = sorted({UUID(str(deployment_id)) for deployment_id in deployment_ids})
+        prefetched: dict[UUID, DeploymentResponse] = {}
+        async with self._limit:
+            with prefect_errors("reading the deployments of known Flows"):
+                for start in range(0, len(wanted), page_size):
+                    chunk = wanted[start : start + page_size]
+                    page = await self.client.read_deployments(
+                        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=chunk)),
+                        limit=len(chunk),
+                    )
+                    prefetched.update((deployment.id, deployment) for deployment in page)
+        self._prefetched = prefetched
+        self._prefetched_at = time.monotonic()
+        return len(prefetched)
+
+    def forget(self, deployment_id: UUID | str) -> None:
+        """Drop what was prefetched of a deployment (it changed in Prefect since)."""
+        self._prefetched.pop(UUID(str(deployment_id)), None)
+
+    def _take_prefetched(self, deployment_id: UUID) -> DeploymentResponse | None:
+        if time.monotonic() - self._prefetched_at > PREFETCH_SECONDS:
+            self._prefetched.clear()
+        return self._prefetched.pop(deployment_id, None)
 
     async def ensure(
         self, name: str, spec: FlowSpec, *, deployment_id: UUID | str | None = None, new: bool = False
@@ -345,7 +389,7 @@ class Registrar:
     async def _find(self, desired: DesiredDeployment, known_id: UUID | None) -> DeploymentResponse | None:
         if known_id is not None:
             with contextlib.suppress(ObjectNotFound):
-                found = await self.client.read_deployment(known_id)
+                found = self._take_prefetched(known_id) or await self.client.read_deployment(known_id)
                 if found.name == desired.name:
                     return found
         # No id yet, or its deployment is gone: adopt one an earlier, interrupted attempt created.

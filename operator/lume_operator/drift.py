@@ -14,7 +14,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from lume_platform.flowspec import API_GROUP, API_VERSION
+import httpx
+
+from lume_operator import kube
+from lume_platform.flowspec import API_GROUP
 
 RESYNC_ANNOTATION = f"{API_GROUP}/resync-requested"
 WATCHED_EVENTS = ["prefect.deployment.deleted", "prefect.deployment.updated"]
@@ -40,27 +43,10 @@ def needs_resync(event: str, deployment_id: str, memo: Any, now: float) -> tuple
     return flow
 
 
-def _kubernetes_objects_api() -> Any:
-    import kubernetes
-
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.CustomObjectsApi()
-
-
-def request_resync(api: Any, namespace: str, name: str, why: str) -> None:
+async def request_resync(api: httpx.AsyncClient, namespace: str, name: str, why: str) -> None:
     """Annotate the Flow; kopf reacts to the change with the usual reconcile handler."""
     stamp = f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {why}"
-    api.patch_namespaced_custom_object(
-        API_GROUP,
-        API_VERSION,
-        namespace,
-        "flows",
-        name,
-        {"metadata": {"annotations": {RESYNC_ANNOTATION: stamp}}},
-    )
+    await kube.annotate_flow(api, namespace, name, {RESYNC_ANNOTATION: stamp})
 
 
 async def follow(memo: Any, logger: logging.Logger) -> None:
@@ -68,31 +54,35 @@ async def follow(memo: Any, logger: logging.Logger) -> None:
     from prefect.events.clients import get_events_subscriber
     from prefect.events.filters import EventFilter, EventNameFilter
 
-    api = await asyncio.to_thread(_kubernetes_objects_api)
+    events = EventFilter(event=EventNameFilter(name=WATCHED_EVENTS))
     delay = 1.0
+    api: httpx.AsyncClient = memo.api
     while True:
         try:
-            subscriber = get_events_subscriber(
-                filter=EventFilter(event=EventNameFilter(name=WATCHED_EVENTS)), reconnection_attempts=2
-            )
-            async with subscriber:
+            async with get_events_subscriber(filter=events, reconnection_attempts=2) as subscriber:
                 logger.info("following Prefect's deployment events")
                 delay = 1.0
                 async for event in subscriber:
-                    deployment_id = deployment_id_of(event.resource.id)
-                    if deployment_id is None:
-                        continue
-                    flow = needs_resync(event.event, deployment_id, memo, time.monotonic())
-                    if flow is None:
-                        continue
-                    logger.info("%s for %s/%s: resyncing", event.event, *flow)
-                    try:
-                        await asyncio.to_thread(request_resync, api, flow[0], flow[1], event.event)
-                    except Exception as error:  # the Flow may be gone; the timer still covers it
-                        logger.warning("could not request a resync of %s/%s: %s", *flow, error)
+                    await _resync_for(event, memo, api, logger)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             logger.warning("Prefect event stream unavailable (%s); retrying in %.0f s", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
+
+
+async def _resync_for(event: Any, memo: Any, api: httpx.AsyncClient, logger: logging.Logger) -> None:
+    deployment_id = deployment_id_of(event.resource.id)
+    if deployment_id is None:
+        return
+    # What was read of it before this change must not stand in for a fresh read.
+    memo.registrar.forget(deployment_id)
+    flow = needs_resync(event.event, deployment_id, memo, time.monotonic())
+    if flow is None:
+        return
+    logger.info("%s for %s/%s: resyncing", event.event, *flow)
+    try:
+        await request_resync(api, flow[0], flow[1], event.event)
+    except Exception as error:  # the Flow may be gone; the timer still covers it
+        logger.warning("could not request a resync of %s/%s: %s", *flow, error)

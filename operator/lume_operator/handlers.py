@@ -9,16 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from typing import Any
 
+import httpx
 import kopf
 
-from lume_operator import drift, metrics
+from lume_operator import drift, kube, metrics
 from lume_operator import status as build
 from lume_operator.settings import OperatorSettings
 from lume_platform.flowspec import API_GROUP, API_VERSION, InvalidSpec, parse_flow_run_spec, parse_flow_spec
-from lume_platform.registrar import DeploymentRejected, PrefectUnavailable, Registrar, WorkPoolNotFound
+from lume_platform.registrar import (
+    DeploymentRejected,
+    PrefectBusy,
+    PrefectUnavailable,
+    Registrar,
+    WorkPoolNotFound,
+)
 
 registry = kopf.OperatorRegistry()
 SETTINGS = OperatorSettings()
@@ -29,6 +37,14 @@ FLOW_RUNS = (API_GROUP, API_VERSION, "flowruns")
 def backoff(retry: int) -> float:
     """Seconds before retry number `retry` (2, 4, 8, … up to the configured ceiling)."""
     return float(min(SETTINGS.max_backoff_seconds, 2 ** min(retry + 1, 16)))
+
+
+def retry_delay(error: PrefectUnavailable, retry: int) -> float:
+    """A busy Prefect is retried within seconds, jittered so a batch does not retry in lockstep;
+    an unreachable one with the full backoff."""
+    if isinstance(error, PrefectBusy):
+        return random.uniform(0.5, 1.5) * min(2**retry, 4)
+    return backoff(retry)
 
 
 @kopf.on.login(registry=registry)
@@ -52,17 +68,29 @@ async def configure(
     )
     # Events for problems only: 500 Flows applied at once must not mean 1,000 Event objects.
     settings.posting.level = logging.WARNING
+    # A few Flows per Prefect request slot is enough to keep Prefect busy; 500 Flows applied at once
+    # would otherwise be 500 live workers, each holding its object, for as long as Prefect takes.
+    settings.queueing.worker_limit = 4 * SETTINGS.max_concurrency
+    settings.queueing.idle_timeout = 1.0
     metrics.serve()
     memo.exit_stack = contextlib.AsyncExitStack()
     client = await memo.exit_stack.enter_async_context(get_client())
     memo.registrar = Registrar(
         client, default_work_pool=SETTINGS.default_work_pool, max_concurrency=SETTINGS.max_concurrency
     )
+    connection = login(settings=settings)
+    if connection is None:
+        raise kopf.PermanentError("no Kubernetes credentials: neither a ServiceAccount nor a kubeconfig")
+    memo.api = await memo.exit_stack.enter_async_context(kube.api_server_client(connection))
+    try:
+        # Before kopf resumes every Flow: one paged read instead of one read per Flow after a restart.
+        known = await kube.recorded_deployment_ids(memo.api, SETTINGS.namespaces)
+        logger.info("read %d deployments of known Flows", await memo.registrar.prefetch(known))
+    except (PrefectUnavailable, httpx.HTTPError) as error:
+        logger.warning("could not read the deployments up front (%s); each Flow reads its own", error)
     memo.flows_by_deployment = {}
     memo.own_writes = {}
-    memo.drift_task = None
-    if SETTINGS.follow_events:
-        memo.drift_task = asyncio.create_task(drift.follow(memo, logger))
+    memo.drift_task = asyncio.create_task(drift.follow(memo, logger)) if SETTINGS.follow_events else None
     logger.info(
         "LUME operator: Prefect %s, default pool %r, resync every %.0f s, events %s",
         client.api_url,
@@ -119,7 +147,7 @@ async def sync_flow(
         raise kopf.TemporaryError(str(error), delay=backoff(retry)) from None
     except PrefectUnavailable as error:
         patch.status.update(build.flow_not_synced(current, "PrefectUnavailable", str(error), generation, now))
-        raise kopf.TemporaryError(str(error), delay=backoff(retry)) from None
+        raise kopf.TemporaryError(str(error), delay=retry_delay(error, retry)) from None
     deployment_id = str(result.deployment_id)
     previous = current.get("deploymentId")
     if previous and previous != deployment_id:
@@ -199,7 +227,7 @@ async def delete_flow(
             await registrar.delete(full_name=full_name)
     except PrefectUnavailable as error:
         raise kopf.TemporaryError(
-            f"cannot delete the deployment yet: {error}", delay=backoff(retry)
+            f"cannot delete the deployment yet: {error}", delay=retry_delay(error, retry)
         ) from None
     if deployment_id:
         memo.flows_by_deployment.pop(deployment_id, None)
@@ -250,7 +278,7 @@ async def start_flow_run(
         )
     except PrefectUnavailable as error:
         patch.status.update({"phase": "Pending", "message": str(error)})
-        raise kopf.TemporaryError(str(error), delay=backoff(retry)) from None
+        raise kopf.TemporaryError(str(error), delay=retry_delay(error, retry)) from None
     except DeploymentRejected as error:
         patch.status.update({"phase": "Error", "message": str(error)})
         return

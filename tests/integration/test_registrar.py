@@ -91,6 +91,39 @@ def test_create_then_nothing_to_do_then_update(work_pool: str) -> None:
     with_registrar(work_pool, step)
 
 
+def test_after_a_prefetch_unchanged_deployments_cost_no_request(work_pool: str) -> None:
+    """An operator restart: one paged read confirms every unchanged deployment; a forgotten one is re-read."""
+    names = [unique("pre") for _ in range(3)]
+
+    async def step(registrar: Registrar, client: PrefectClient) -> None:
+        ids = [(await registrar.ensure(name, spec_of())).deployment_id for name in names]
+        restarted = Registrar(client, default_work_pool=work_pool)
+        assert await restarted.prefetch([*ids, uuid.uuid4()], page_size=2) == len(names)
+        await restarted.ensure(names[0], spec_of(), deployment_id=ids[0])  # reads pool and flow once
+        requests: list[str] = []
+
+        async def record(request: Any) -> None:
+            requests.append(f"{request.method} {request.url.path}")
+
+        client._client.event_hooks["request"].append(record)
+        try:
+            for name, deployment_id in zip(names[1:], ids[1:], strict=True):
+                outcome = await restarted.ensure(name, spec_of(), deployment_id=deployment_id)
+                assert (outcome.action, outcome.writes) == ("unchanged", 0)
+            assert requests == [], requests
+            # Changed in Prefect since the prefetch (the operator hears it as an event): read afresh.
+            await client.delete_deployment(ids[2])
+            restarted.forget(ids[2])
+            recreated = await restarted.ensure(names[2], spec_of(), deployment_id=ids[2])
+            assert recreated.action == "created" and recreated.deployment_id != ids[2]
+        finally:
+            client._client.event_hooks["request"].remove(record)
+        for deployment_id in (*ids[:2], recreated.deployment_id):
+            await registrar.delete(deployment_id=deployment_id)
+
+    with_registrar(work_pool, step)
+
+
 def test_a_repeated_attempt_adopts_instead_of_duplicating(work_pool: str) -> None:
     name = unique("adopt")
 
