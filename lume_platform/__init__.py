@@ -17,23 +17,23 @@ from lume_platform.errors import (
     ResultsError,
     UnsafePathError,
 )
-from lume_platform.files import (
-    File,
-    HDF5File,
-    ImageFile,
-    JSONFile,
-    NumpyFile,
-    TextFile,
-    YAMLFile,
-    file_from_representation,
-)
-from lume_platform.services import Services, configure_services, reset_services
-from lume_platform.settings import LumeSettings, load_settings
 
 if TYPE_CHECKING:
+    from lume_platform.files import (
+        File,
+        HDF5File,
+        ImageFile,
+        JSONFile,
+        NumpyFile,
+        TextFile,
+        YAMLFile,
+        file_from_representation,
+    )
     from lume_platform.flow_of_flows import FlowOfFlows, parse_flow_of_flows
     from lume_platform.registry import ModelRegistry
     from lume_platform.results import Result, ResultRef, ResultsStore, open_results_store
+    from lume_platform.services import Services, configure_services, reset_services
+    from lume_platform.settings import LumeSettings, load_settings
     from lume_platform.tasks import (
         configure_services_task,
         load_db_result,
@@ -47,9 +47,19 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# Names that import Prefect are loaded on first use, so that `import lume_platform` stays cheap
-# for the operator and the CLI.
+# Everything but the errors is loaded on first use: the operator imports `lume_platform.flowspec` and
+# must not pay for SQLAlchemy, h5py or Prefect's task machinery (about 20 MB of its memory).
 _LAZY = {
+    **dict.fromkeys(
+        ("File", "HDF5File", "ImageFile", "JSONFile", "NumpyFile", "TextFile", "YAMLFile"),
+        "lume_platform.files",
+    ),
+    "file_from_representation": "lume_platform.files",
+    "Services": "lume_platform.services",
+    "configure_services": "lume_platform.services",
+    "reset_services": "lume_platform.services",
+    "LumeSettings": "lume_platform.settings",
+    "load_settings": "lume_platform.settings",
     "ModelRegistry": "lume_platform.registry",
     "Result": "lume_platform.results",
     "ResultRef": "lume_platform.results",
