@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lume_operator.settings import OperatorSettings
 from lume_operator.testing import (
     CRD_DIR,
     Kube,
@@ -39,9 +40,8 @@ from lume_operator.testing import (
 )
 
 POOL = "bench-pool"
-# The operator's default is 8; on a loaded 2-core machine a SQLite Prefect answers 503 (database locked)
-# to 8 parallel writers, so the floor and the operator both get 4 here.
-CONCURRENCY = 4
+# The floor gets the operator's own number of parallel requests and its retry policy for a busy Prefect.
+CONCURRENCY = OperatorSettings().max_concurrency
 
 
 def flow_spec(index: int) -> dict[str, Any]:
@@ -55,18 +55,23 @@ def flow_spec(index: int) -> dict[str, Any]:
     }
 
 
-async def create_with_retries(client: Any, **deployment: Any) -> None:
-    """One deployment creation, retried on a server error as the operator retries its syncs."""
+async def create_with_retries(client: Any, **deployment: Any) -> int:
+    """One deployment creation, retried as the operator retries a busy Prefect; the number of retries."""
     import httpx
+
+    # Imported here: Prefect reads its settings (PREFECT_API_URL) on first import.
+    from lume_operator.handlers import retry_delay
+    from lume_platform.registrar import PrefectBusy
 
     for attempt in range(10):
         try:
             await client.create_deployment(**deployment)
-            return
+            return attempt
         except httpx.HTTPStatusError as error:
-            if error.response.status_code < 500 or attempt == 9:
+            if error.response.status_code not in (429, 503) or attempt == 9:
                 raise
-            await asyncio.sleep(min(2**attempt, 10))
+            await asyncio.sleep(retry_delay(PrefectBusy(str(error)), attempt))
+    raise AssertionError("unreachable")
 
 
 async def floor(count: int, prefix: str) -> float:
@@ -79,10 +84,10 @@ async def floor(count: int, prefix: str) -> float:
         flow_id = await client.create_flow_from_name(f"{prefix}-floor")
         limit = asyncio.Semaphore(CONCURRENCY)
 
-        async def create(index: int) -> None:
+        async def create(index: int) -> int:
             spec = flow_spec(index)
             async with limit:
-                await create_with_retries(
+                return await create_with_retries(
                     client,
                     flow_id=flow_id,
                     name=f"{prefix}-{index:05d}",
@@ -98,8 +103,10 @@ async def floor(count: int, prefix: str) -> float:
                 )
 
         started = time.monotonic()
-        await asyncio.gather(*(create(i) for i in range(count)))
-        return time.monotonic() - started
+        retries = await asyncio.gather(*(create(i) for i in range(count)))
+        seconds = time.monotonic() - started
+        print(f"floor: Prefect answered 503 (busy) {sum(retries)} times", flush=True)
+        return seconds
 
 
 def apply_all(kube: Kube, namespace: str, names: list[str]) -> None:
@@ -160,9 +167,7 @@ def run_batch(kube: Kube, kubeconfig: Path, count: int, label: str) -> dict[str,
     namespace = f"bench-{prefix}"
     kubectl("create", "namespace", namespace)
     kubeconfig = service_account_kubeconfig(namespace, kubeconfig)
-    operator = OperatorProcess(
-        kubeconfig, namespace, default_work_pool=POOL, max_concurrency=str(CONCURRENCY)
-    )
+    operator = OperatorProcess(kubeconfig, namespace, default_work_pool=POOL)
     operator.start()
     wait_until("the operator up", operator.healthy, timeout=120)
     names = [f"{prefix}-{i:05d}" for i in range(count)]
@@ -274,6 +279,8 @@ def main() -> int:
     prefect = PrefectServer(work / "prefect")
     prefect.start()
     os.environ["PREFECT_API_URL"] = prefect.api_url
+    # As in the operator (lume_operator.__main__): retries are the caller's, not hidden in the client.
+    os.environ["PREFECT_CLIENT_MAX_RETRIES"] = "0"
     batches = []
     try:
         from prefect import get_client

@@ -234,12 +234,6 @@ async def delete_flow(
     metrics.forget_flow(namespace, name)
 
 
-@kopf.index(*FLOWS, registry=registry)
-def flow_deployments(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[tuple[str, str], Any]:
-    """(namespace, Flow name) → its deployment id, for FlowRuns."""
-    return {(namespace, name): status.get("deploymentId")}
-
-
 @kopf.on.resume(*FLOW_RUNS, registry=registry)
 @kopf.on.create(*FLOW_RUNS, registry=registry)
 async def start_flow_run(
@@ -250,7 +244,6 @@ async def start_flow_run(
     patch: kopf.Patch,
     memo: kopf.Memo,
     retry: int,
-    flow_deployments: kopf.Index[tuple[str, str], Any],
     **_: Any,
 ) -> None:
     """Create the Prefect flow run, keyed by the resource's uid so a restart never starts a second one."""
@@ -261,9 +254,12 @@ async def start_flow_run(
     except InvalidSpec as error:
         patch.status.update({"phase": "Error", "message": str(error)})
         return
-    deployment_id = next(
-        (value for value in flow_deployments.get((namespace, run_spec.flow_ref), []) if value), None
-    )
+    # A read of the Flow, not a kopf index: an index makes kopf hold every Flow's handlers until all
+    # Flows are indexed, which with a bounded number of workers never happens after a restart.
+    try:
+        deployment_id = await kube.recorded_deployment_id(memo.api, namespace, run_spec.flow_ref)
+    except httpx.HTTPError as error:
+        raise kopf.TemporaryError(f"cannot read Flow {run_spec.flow_ref!r}: {error}", delay=5.0) from None
     if deployment_id is None:
         message = f"waiting for Flow {run_spec.flow_ref!r} in {namespace} to be Ready"
         patch.status.update({"phase": "Pending", "message": message})

@@ -1,6 +1,6 @@
 """The operator's own few requests to the API server (kopf makes the rest), with kopf's credentials.
 
-Two request types do not justify a Kubernetes client library, nor its 45 MB of generated models.
+Three request types do not justify a Kubernetes client library, nor its 45 MB of generated models.
 """
 
 from __future__ import annotations
@@ -49,6 +49,15 @@ async def recorded_deployment_ids(client: httpx.AsyncClient, namespaces: list[st
             if not params["continue"]:
                 break
     return ids
+
+
+async def recorded_deployment_id(client: httpx.AsyncClient, namespace: str, name: str) -> str | None:
+    """The deployment id in one Flow's status; None while it has none or when there is no such Flow."""
+    response = await client.get(f"{_flows_path(namespace)}/{name}")
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return (response.json().get("status") or {}).get("deploymentId") or None
 
 
 async def annotate_flow(
