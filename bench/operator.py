@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,8 +56,8 @@ def flow_spec(index: int) -> dict[str, Any]:
     }
 
 
-async def create_with_retries(client: Any, **deployment: Any) -> int:
-    """One deployment creation, retried as the operator retries a busy Prefect; the number of retries."""
+async def busy_retried(request: Callable[[], Awaitable[Any]]) -> int:
+    """One Prefect request, retried as the operator retries a busy Prefect; the number of retries."""
     import httpx
 
     # Imported here: Prefect reads its settings (PREFECT_API_URL) on first import.
@@ -65,7 +66,7 @@ async def create_with_retries(client: Any, **deployment: Any) -> int:
 
     for attempt in range(10):
         try:
-            await client.create_deployment(**deployment)
+            await request()
             return attempt
         except httpx.HTTPStatusError as error:
             if error.response.status_code not in (429, 503) or attempt == 9:
@@ -87,19 +88,20 @@ async def floor(count: int, prefix: str) -> float:
         async def create(index: int) -> int:
             spec = flow_spec(index)
             async with limit:
-                return await create_with_retries(
-                    client,
-                    flow_id=flow_id,
-                    name=f"{prefix}-{index:05d}",
-                    parameters=spec["parameters"],
-                    tags=spec["tags"],
-                    entrypoint=spec["entrypoint"],
-                    work_pool_name=POOL,
-                    schedules=[
-                        DeploymentScheduleCreate(schedule=IntervalSchedule(interval=86400), active=False)
-                    ],
-                    description="",
-                    enforce_parameter_schema=False,
+                return await busy_retried(
+                    lambda: client.create_deployment(
+                        flow_id=flow_id,
+                        name=f"{prefix}-{index:05d}",
+                        parameters=spec["parameters"],
+                        tags=spec["tags"],
+                        entrypoint=spec["entrypoint"],
+                        work_pool_name=POOL,
+                        schedules=[
+                            DeploymentScheduleCreate(schedule=IntervalSchedule(interval=86400), active=False)
+                        ],
+                        description="",
+                        enforce_parameter_schema=False,
+                    )
                 )
 
         started = time.monotonic()
@@ -230,7 +232,9 @@ def restart_and_drift(kube: Kube, batch: dict[str, Any]) -> dict[str, Any]:
         from prefect import get_client
 
         async with get_client() as client:
-            await asyncio.gather(*(client.delete_deployment(old_ids[name]) for name in victims))
+            await asyncio.gather(
+                *(busy_retried(lambda name=name: client.delete_deployment(old_ids[name])) for name in victims)
+            )
 
     asyncio.run(delete_victims())
     started = time.monotonic()

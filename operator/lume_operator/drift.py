@@ -3,7 +3,9 @@
 Prefect 3.9's server emits `prefect.deployment.deleted` and `prefect.deployment.updated`
 (prefect/server/models/events.py). A change made behind the operator's back becomes an annotation on the
 Flow, which kopf sees as an update, so the repair runs through the very same handler as any other change.
-The periodic resync timer stays as the safety net for events missed while disconnected.
+A periodic resync stays as the safety net for events missed while disconnected: one task for all Flows
+(one paged read of their deployments, then a resync request each), not a kopf timer per Flow, which would
+keep a task and a copy of every Flow in memory.
 """
 
 from __future__ import annotations
@@ -86,3 +88,24 @@ async def _resync_for(event: Any, memo: Any, api: httpx.AsyncClient, logger: log
         await request_resync(api, flow[0], flow[1], event.event)
     except Exception as error:  # the Flow may be gone; the timer still covers it
         logger.warning("could not request a resync of %s/%s: %s", *flow, error)
+
+
+async def resync_periodically(memo: Any, logger: logging.Logger, interval: float) -> None:
+    """Run until cancelled: every `interval` seconds, have kopf re-check every Flow this operator synced."""
+    from lume_platform.registrar import PrefectUnavailable
+
+    while True:
+        await asyncio.sleep(interval)
+        flows = dict(memo.flows_by_deployment)
+        try:
+            # The checks that follow then read nothing more from Prefect unless a deployment drifted.
+            await memo.registrar.prefetch(flows)
+        except PrefectUnavailable as error:
+            logger.warning("periodic resync skipped: %s", error)
+            continue
+        logger.info("periodic resync of %d Flows", len(flows))
+        for namespace, name in flows.values():
+            try:
+                await request_resync(memo.api, namespace, name, "periodic resync")
+            except Exception as error:  # the Flow may be gone
+                logger.warning("could not request a resync of %s/%s: %s", namespace, name, error)

@@ -70,8 +70,9 @@ async def configure(
     settings.posting.level = logging.WARNING
     # A few Flows per Prefect request slot is enough to keep Prefect busy; 500 Flows applied at once
     # would otherwise be 500 live workers, each holding its object, for as long as Prefect takes.
-    settings.queueing.worker_limit = 4 * SETTINGS.max_concurrency
-    settings.queueing.idle_timeout = 1.0
+    settings.queueing.worker_limit = 8 * SETTINGS.max_concurrency
+    # A worker holds its slot while idle: free it soon (an object's next event simply gets a new one).
+    settings.queueing.idle_timeout = 0.1
     metrics.serve()
     memo.exit_stack = contextlib.AsyncExitStack()
     client = await memo.exit_stack.enter_async_context(get_client())
@@ -90,7 +91,9 @@ async def configure(
         logger.warning("could not read the deployments up front (%s); each Flow reads its own", error)
     memo.flows_by_deployment = {}
     memo.own_writes = {}
-    memo.drift_task = asyncio.create_task(drift.follow(memo, logger)) if SETTINGS.follow_events else None
+    memo.background = [asyncio.create_task(drift.resync_periodically(memo, logger, SETTINGS.resync_seconds))]
+    if SETTINGS.follow_events:
+        memo.background.append(asyncio.create_task(drift.follow(memo, logger)))
     logger.info(
         "LUME operator: Prefect %s, default pool %r, resync every %.0f s, events %s",
         client.api_url,
@@ -102,11 +105,11 @@ async def configure(
 
 @kopf.on.cleanup(registry=registry)
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    """Stop following events and close the Prefect client."""
-    if getattr(memo, "drift_task", None) is not None:
-        memo.drift_task.cancel()
+    """Stop the background tasks and close the clients."""
+    for task in getattr(memo, "background", []):
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await memo.drift_task
+            await task
     if getattr(memo, "exit_stack", None) is not None:
         await memo.exit_stack.aclose()
 
@@ -186,27 +189,6 @@ async def reconcile_flow(
             retry,
             new=reason == kopf.Reason.CREATE and retry == 0,
         )
-
-
-@kopf.timer(
-    *FLOWS, registry=registry, interval=SETTINGS.resync_seconds, initial_delay=SETTINGS.resync_seconds
-)
-async def resync_flow(
-    name: str,
-    namespace: str,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    retry: int,
-    **_: Any,
-) -> None:
-    """The safety net behind the event stream: re-check every Flow (reads only, unless it drifted)."""
-    if status.get("phase") == "Error":
-        return
-    with metrics.flow_sync(namespace, name, patch):
-        await sync_flow(name, namespace, spec, status, meta.get("generation"), patch, memo, retry)
 
 
 @kopf.on.delete(*FLOWS, registry=registry)

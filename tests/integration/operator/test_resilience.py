@@ -119,3 +119,35 @@ def test_prefect_unreachable_then_back(
     finally:
         operator.stop()
         prefect.stop()
+
+
+def test_without_prefect_events_the_periodic_resync_repairs_drift(
+    kube: Any, namespace: str, operator_kubeconfig: Path, tools: Any
+) -> None:
+    """The safety net alone: events ignored, a deployment deleted in Prefect is back within the interval."""
+    operator = tools.OperatorProcess(
+        operator_kubeconfig, namespace, resync_seconds="5", follow_events="false"
+    )
+    operator.start()
+    try:
+        tools.wait_until("the operator up", operator.healthy, timeout=90)
+        name = f"sweep-{uuid.uuid4().hex[:6]}"
+        kube.create(namespace, "flows", tools.flow_manifest(name, SPEC))
+        tools.wait_until(f"Flow {name} Ready", lambda: phase(kube, namespace, name) == "Ready", timeout=60)
+        old_id = kube.get(namespace, "flows", name)["status"]["deploymentId"]
+        with tools.prefect_client() as client:
+            client.delete_deployment(old_id)
+
+        def recreated() -> str | None:
+            current = ((kube.get(namespace, "flows", name) or {}).get("status") or {}).get("deploymentId")
+            return current if current and current != old_id else None
+
+        new_id = tools.wait_until("the deployment recreated by the resync", recreated, timeout=30)
+        with tools.prefect_client() as client:
+            assert len(deployments_named(client, name)) == 1
+            assert client.read_deployment(new_id).schedules[0].slug == "hourly"
+        assert "periodic resync of" in operator.log_path.read_text()
+        kube.delete(namespace, "flows", name)
+        tools.wait_until("the Flow gone", lambda: kube.get(namespace, "flows", name) is None, timeout=60)
+    finally:
+        operator.stop()
