@@ -378,6 +378,9 @@ def runs(
 @app.command()
 def results(
     flow: str = typer.Option(None, "--flow", help="Only results of this flow name."),
+    unique_hash: str = typer.Option(
+        None, "--hash", help="Only the result with this unique_hash (the reference a flow returns)."
+    ),
     limit: int = typer.Option(10, help="How many, newest first."),
     as_json: bool = typer.Option(False, "--json", help="Print the documents as JSON."),
 ) -> None:
@@ -386,7 +389,8 @@ def results(
 
     try:
         store = configure_services().results_store
-        found = store.find({"flow_name": flow} if flow else None, sort=[("created", -1)], limit=limit)
+        query = {key: value for key, value in (("flow_name", flow), ("unique_hash", unique_hash)) if value}
+        found = store.find(query or None, sort=[("created", -1)], limit=limit)
     except LumeError as error:
         _fail(error)
     if as_json:
