@@ -23,7 +23,7 @@ class OperatorSettings(BaseSettings):
     flowrun_poll_seconds: float = Field(default=3.0, gt=0)
     # Parallel requests towards Prefect. Its SQLite backend serialises writes anyway: more writers only
     # wait on its lock, and answer 503 when they wait too long.
-    max_concurrency: int = Field(default=4, ge=1)
+    max_concurrency: int = Field(default=2, ge=1)
     # Longest wait between retries while Prefect is unreachable.
     max_backoff_seconds: float = Field(default=60.0, gt=0)
     liveness_port: int = Field(default=8080, ge=0, le=65535)
