@@ -22,7 +22,7 @@ class OperatorSettings(BaseSettings):
     # How often a running FlowRun's state is read from Prefect.
     flowrun_poll_seconds: float = Field(default=3.0, gt=0)
     # Parallel requests towards Prefect. Its SQLite backend serialises writes anyway: more writers only
-    # wait on its lock, and answer 503 when they wait too long.
+    # contend for its lock, and the losers get 503 (retried) instead of a faster answer.
     max_concurrency: int = Field(default=2, ge=1)
     # Longest wait between retries while Prefect is unreachable.
     max_backoff_seconds: float = Field(default=60.0, gt=0)
