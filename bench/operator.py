@@ -58,20 +58,19 @@ def flow_spec(index: int) -> dict[str, Any]:
 
 async def busy_retried(request: Callable[[], Awaitable[Any]]) -> int:
     """One Prefect request, retried as the operator retries a busy Prefect; the number of retries."""
-    import httpx
-
     # Imported here: Prefect reads its settings (PREFECT_API_URL) on first import.
-    from lume_operator.handlers import retry_delay
-    from lume_platform.registrar import PrefectBusy
+    from lume_operator.handlers import busy_delay
+    from lume_platform.registrar import PrefectBusy, prefect_errors
 
     for attempt in range(10):
         try:
-            await request()
+            with prefect_errors("benchmark request"):
+                await request()
             return attempt
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code not in (429, 503) or attempt == 9:
+        except PrefectBusy:
+            if attempt == 9:
                 raise
-            await asyncio.sleep(retry_delay(PrefectBusy(str(error)), attempt))
+            await asyncio.sleep(busy_delay(attempt))
     raise AssertionError("unreachable")
 
 

@@ -49,33 +49,22 @@ __version__ = "0.1.0"
 
 # Everything but the errors is loaded on first use: the operator imports `lume_platform.flowspec` and
 # must not pay for SQLAlchemy, h5py or Prefect's task machinery (about 20 MB of its memory).
-_LAZY = {
-    **dict.fromkeys(
-        ("File", "HDF5File", "ImageFile", "JSONFile", "NumpyFile", "TextFile", "YAMLFile"),
-        "lume_platform.files",
+_LAZY_MODULES = {
+    "lume_platform.files": (
+        "File", "HDF5File", "ImageFile", "JSONFile", "NumpyFile", "TextFile", "YAMLFile",
+        "file_from_representation",
     ),
-    "file_from_representation": "lume_platform.files",
-    "Services": "lume_platform.services",
-    "configure_services": "lume_platform.services",
-    "reset_services": "lume_platform.services",
-    "LumeSettings": "lume_platform.settings",
-    "load_settings": "lume_platform.settings",
-    "ModelRegistry": "lume_platform.registry",
-    "Result": "lume_platform.results",
-    "ResultRef": "lume_platform.results",
-    "ResultsStore": "lume_platform.results",
-    "open_results_store": "lume_platform.results",
-    "FlowOfFlows": "lume_platform.flow_of_flows",
-    "parse_flow_of_flows": "lume_platform.flow_of_flows",
-    "configure_services_task": "lume_platform.tasks",
-    "load_db_result": "lume_platform.tasks",
-    "load_file": "lume_platform.tasks",
-    "lume_flow": "lume_platform.tasks",
-    "lume_task": "lume_platform.tasks",
-    "read_task_result": "lume_platform.tasks",
-    "save_db_result": "lume_platform.tasks",
-    "save_file": "lume_platform.tasks",
-}
+    "lume_platform.services": ("Services", "configure_services", "reset_services"),
+    "lume_platform.settings": ("LumeSettings", "load_settings"),
+    "lume_platform.registry": ("ModelRegistry",),
+    "lume_platform.results": ("Result", "ResultRef", "ResultsStore", "open_results_store"),
+    "lume_platform.flow_of_flows": ("FlowOfFlows", "parse_flow_of_flows"),
+    "lume_platform.tasks": (
+        "configure_services_task", "load_db_result", "load_file", "lume_flow", "lume_task",
+        "read_task_result", "save_db_result", "save_file",
+    ),
+}  # fmt: skip
+_LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:

@@ -45,10 +45,15 @@ def needs_resync(event: str, deployment_id: str, memo: Any, now: float) -> tuple
     return flow
 
 
-async def request_resync(api: httpx.AsyncClient, namespace: str, name: str, why: str) -> None:
+async def request_resync(
+    api: httpx.AsyncClient, namespace: str, name: str, why: str, logger: logging.Logger
+) -> None:
     """Annotate the Flow; kopf reacts to the change with the usual reconcile handler."""
     stamp = f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {why}"
-    await kube.annotate_flow(api, namespace, name, {RESYNC_ANNOTATION: stamp})
+    try:
+        await kube.annotate_flow(api, namespace, name, {RESYNC_ANNOTATION: stamp})
+    except httpx.HTTPError as error:  # the Flow may be gone; the periodic resync covers the rest
+        logger.warning("could not request a resync of %s/%s: %s", namespace, name, error)
 
 
 async def follow(memo: Any, logger: logging.Logger) -> None:
@@ -84,10 +89,7 @@ async def _resync_for(event: Any, memo: Any, api: httpx.AsyncClient, logger: log
     if flow is None:
         return
     logger.info("%s for %s/%s: resyncing", event.event, *flow)
-    try:
-        await request_resync(api, flow[0], flow[1], event.event)
-    except Exception as error:  # the Flow may be gone; the timer still covers it
-        logger.warning("could not request a resync of %s/%s: %s", *flow, error)
+    await request_resync(api, *flow, event.event, logger)
 
 
 async def resync_periodically(memo: Any, logger: logging.Logger, interval: float) -> None:
@@ -105,7 +107,4 @@ async def resync_periodically(memo: Any, logger: logging.Logger, interval: float
             continue
         logger.info("periodic resync of %d Flows", len(flows))
         for namespace, name in flows.values():
-            try:
-                await request_resync(memo.api, namespace, name, "periodic resync")
-            except Exception as error:  # the Flow may be gone
-                logger.warning("could not request a resync of %s/%s: %s", namespace, name, error)
+            await request_resync(memo.api, namespace, name, "periodic resync", logger)

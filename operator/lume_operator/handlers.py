@@ -39,12 +39,14 @@ def backoff(retry: int) -> float:
     return float(min(SETTINGS.max_backoff_seconds, 2 ** min(retry + 1, 16)))
 
 
+def busy_delay(retry: int) -> float:
+    """Seconds before retrying a busy Prefect: within seconds, jittered so a batch does not retry in step."""
+    return random.uniform(0.5, 1.5) * min(2**retry, 4)
+
+
 def retry_delay(error: PrefectUnavailable, retry: int) -> float:
-    """A busy Prefect is retried within seconds, jittered so a batch does not retry in lockstep;
-    an unreachable one with the full backoff."""
-    if isinstance(error, PrefectBusy):
-        return random.uniform(0.5, 1.5) * min(2**retry, 4)
-    return backoff(retry)
+    """A busy Prefect is retried within seconds, an unreachable one with the full backoff."""
+    return busy_delay(retry) if isinstance(error, PrefectBusy) else backoff(retry)
 
 
 @kopf.on.login(registry=registry)
